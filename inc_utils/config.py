@@ -1,0 +1,193 @@
+"""Run configuration: a plain dataclass, strict YAML loading, and a canonical hash.
+
+A config names a training run completely; its hash names the run folder, so two runs
+with the same settings share one folder and the second is a cache hit. Loading rejects
+unknown keys, wrong types and unknown names before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ARCHS = ("mlp", "convnet", "resnet")
+LOSSES = ("mse", "mse_mean", "ce")
+DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "svhn", "cifar10")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run (thesis 3.3; SPEC "Setting").
+
+    Loss scaling: ``mse`` is the thesis's 1/2 ||f(x) - e_y||^2 summed over classes and
+    averaged over the batch. ``mse_mean`` is torch's ``MSELoss`` (mean over batch *and*
+    classes), as in the authors' earlier code: its gradient is 2/C times smaller, which is
+    the same as a C/2 times smaller learning rate. ``ce`` is cross-entropy.
+    Learning rate: multiplied by ``lr_factor`` at each epoch in ``lr_milestones``, after
+    a linear warm-up over the first ``warmup_epochs`` epochs (0 = none).
+    Checkpoints are written after each epoch in ``checkpoints``, every ``checkpoint_every``
+    epochs (0 = never) and always after the last epoch.
+    """
+
+    dataset: str = "digits"
+    n_per_class: int | None = None
+    arch: str = "mlp"
+    depth: int = 8
+    width: int = 256            # MLP width, or ConvNet channels
+    bias: bool = False
+    cifar_stem: bool = True     # ResNet only
+    first_relu: bool = True     # ConvNet only: False = the authors' code (no ReLU in block 1)
+    loss: str = "mse"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-3
+    batch_size: int = 128
+    epochs: int = 400
+    lr_milestones: list[int] = field(default_factory=lambda: [114, 228])
+    lr_factor: float = 0.1
+    warmup_epochs: int = 0
+    seed: int = 0
+    checkpoints: list[int] = field(default_factory=list)
+    checkpoint_every: int = 0
+    eval_every: int = 1
+
+    def __post_init__(self):
+        _check_types(self)
+        _canonicalize_floats(self)
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("arch", self.arch, ARCHS)
+        _check_choice("loss", self.loss, LOSSES)
+        for key in ("depth", "width", "batch_size", "epochs", "eval_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("lr", "lr_factor"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        for key in ("momentum", "weight_decay", "warmup_epochs", "checkpoint_every"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.n_per_class is not None and self.n_per_class < 1:
+            raise ConfigError(f"n_per_class must be >= 1 or null, got {self.n_per_class}")
+        bad = [e for e in self.checkpoints + self.lr_milestones if not 1 <= e <= self.epochs]
+        if bad:
+            raise ConfigError(f"checkpoints and lr_milestones must lie in [1, epochs={self.epochs}], got {bad}")
+
+    @property
+    def hash(self) -> str:
+        """Canonical hash: sha256 of the sorted-key JSON of all fields, 12 hex digits."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def name(self) -> str:
+        """Readable run name, unique through the hash: ``digits-mlp8-<hash>``."""
+        return f"{self.dataset}-{self.arch}{self.depth}-{self.hash}"
+
+    def checkpoint_epochs(self) -> list[int]:
+        """Sorted epochs after which a checkpoint is written."""
+        every = range(self.checkpoint_every, self.epochs + 1, self.checkpoint_every) if self.checkpoint_every else []
+        return sorted(set(self.checkpoints) | set(every) | {self.epochs})
+
+    def replace(self, **changes) -> "RunConfig":
+        return from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def from_dict(data: dict, cls=RunConfig):
+    """Build ``cls`` from a mapping, rejecting unknown keys with a suggestion."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of keys to values, got {type(data).__name__}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            raise ConfigError(f"unknown config key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                              + f"; known keys: {', '.join(known)}")
+    return cls(**data)
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
+    """Read a YAML run config and apply ``overrides`` (already-parsed values)."""
+    return from_dict({**read_yaml(path), **(overrides or {})})
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    return data
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["lr=0.1", "checkpoints=[10, 20]"]`` -> ``{"lr": 0.1, "checkpoints": [10, 20]}`` (YAML values)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        hint = difflib.get_close_matches(value, choices, n=1)
+        raise ConfigError(f"{key}: unknown name {value!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                          + f"; choose from {', '.join(choices)}")
+
+
+def _check_types(obj) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if not _is_instance(value, hints[f.name]):
+            raise ConfigError(f"{f.name}: expected {_type_name(hints[f.name])}, got {value!r} ({type(value).__name__})")
+
+
+def _canonicalize_floats(obj) -> None:
+    """Store ints given for float fields as floats, so ``lr: 1`` and ``lr: 1.0`` hash alike."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if hints[f.name] is float:
+            object.__setattr__(obj, f.name, float(getattr(obj, f.name)))
+
+
+def _is_instance(value, tp) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_is_instance(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_is_instance(k, args[0]) and _is_instance(v, args[1])
+                                               for k, v in value.items())
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _type_name(tp) -> str:
+    return str(tp).replace("typing.", "") if typing.get_args(tp) else tp.__name__

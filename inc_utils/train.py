@@ -1,0 +1,158 @@
+"""Train one run: SGD on MSE to one-hot targets, multi-step lr decay, checkpoints, resume.
+
+``train(config)`` is idempotent: a finished run is a cache hit, an interrupted one resumes
+from its newest valid checkpoint and, on CPU, ends bitwise equal to an uninterrupted run
+(model, optimizer, data-order generator and RNG states are all checkpointed).
+A non-finite loss stops the run and marks it ``diverged`` instead of raising, so a sweep
+goes on.
+
+Log columns (one row per epoch): ``epoch, lr, loss`` (mean training loss over the epoch's
+minibatches, train mode), ``train_acc, test_acc`` (eval mode, whole splits; NaN on epochs
+skipped by ``eval_every``), ``seconds`` (wall time of the epoch).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import RunConfig
+from .data import Dataset, load_dataset
+from .models import build_model
+from .runs import Run
+
+
+def resolve_device(device: str | None = None) -> str:
+    """``None``/``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def progress_enabled(progress: bool | None) -> bool:
+    """Progress bars on unless turned off here or by ``INC_PROGRESS=0`` (headless runs)."""
+    return os.environ.get("INC_PROGRESS", "1") != "0" if progress is None else progress
+
+
+def lr_at(epoch: int, config: RunConfig) -> float:
+    """Learning rate used during ``epoch`` (1-based): linear warm-up, then x lr_factor per passed milestone."""
+    if epoch <= config.warmup_epochs:
+        return config.lr * epoch / config.warmup_epochs
+    return config.lr * config.lr_factor ** sum(epoch > m for m in config.lr_milestones)
+
+
+def loss_fn(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    """Batch-mean loss. ``mse``: 1/2 ||logits - onehot||^2 per sample; ``mse_mean``: torch MSELoss; ``ce``."""
+    if kind == "ce":
+        return F.cross_entropy(logits, y)
+    target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+    if kind == "mse":
+        return 0.5 * (logits - target).pow(2).sum(1).mean()
+    return F.mse_loss(logits, target)
+
+
+def build_for(config: RunConfig, data: Dataset) -> nn.Module:
+    """The config's model for ``data``'s input shape and class count (initialised from the global RNG)."""
+    return build_model(config.arch, config.depth, in_shape=data.in_shape, num_classes=data.num_classes,
+                       width=config.width, bias=config.bias, cifar_stem=config.cifar_stem,
+                       first_relu=config.first_relu)
+
+
+def load_splits(config: RunConfig, device: str, data_root: str | Path | None = None) -> tuple[Dataset, Dataset]:
+    """Train split (balanced subset if ``n_per_class``, seeded by the run's seed) and test split, on ``device``."""
+    train = load_dataset(config.dataset, "train", root=data_root, n_per_class=config.n_per_class, seed=config.seed)
+    test = load_dataset(config.dataset, "test", root=data_root)
+    return train.to(device), test.to(device)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: Dataset, batch_size: int = 1024) -> float:
+    """Eval-mode accuracy over the whole split; leaves the model in eval mode."""
+    model.eval()
+    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in data.batches(batch_size))
+    return correct / len(data)
+
+
+def train(config: RunConfig, *, runs_dir: str | Path | None = None, device: str | None = None,
+          data_root: str | Path | None = None, progress: bool | None = None) -> Run:
+    """Train ``config`` into its run folder (or return it at once if already finished)."""
+    run = Run.for_config(config, runs_dir)
+    if run.finished:
+        return run
+    device = resolve_device(device)
+    run.create(config, device)
+    train_set, test_set = load_splits(config, device, data_root)
+
+    torch.manual_seed(config.seed)
+    model = build_for(config, train_set).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    order = torch.Generator(device=device).manual_seed(config.seed)
+    log: list[dict] = []
+    start = 0
+    state = run.latest_valid_checkpoint(map_location=device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        order.set_state(state["order_rng"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        log, start = list(state["log"]), state["epoch"]
+    run.set_status("running", epoch=start)
+
+    checkpoint_epochs = set(config.checkpoint_epochs())
+    bar = tqdm(range(start + 1, config.epochs + 1), desc=run.name, initial=start, total=config.epochs,
+               disable=not progress_enabled(progress), leave=False)
+    try:
+        for epoch in bar:
+            tic = time.perf_counter()
+            lr = lr_at(epoch, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = train_epoch(model, optimizer, train_set, config, order)
+            row = {"epoch": epoch, "lr": lr, "loss": loss, "train_acc": math.nan, "test_acc": math.nan}
+            if math.isfinite(loss) and (epoch % config.eval_every == 0 or epoch == config.epochs):
+                row["train_acc"], row["test_acc"] = accuracy(model, train_set), accuracy(model, test_set)
+            row["seconds"] = time.perf_counter() - tic
+            log.append(row)
+            run.write_log(log)
+            if not math.isfinite(loss):
+                run.set_status("diverged", epoch=epoch, loss=str(loss))
+                return run
+            if math.isfinite(row["test_acc"]):
+                bar.set_postfix(loss=f"{loss:.4f}", test_acc=f"{row['test_acc']:.3f}")
+            if epoch in checkpoint_epochs:
+                run.save_checkpoint(epoch, {"epoch": epoch, "model": model.state_dict(),
+                                            "optimizer": optimizer.state_dict(), "order_rng": order.get_state(),
+                                            "torch_rng": torch.get_rng_state(), "log": log,
+                                            "lr": lr})
+    except BaseException as err:
+        run.set_status("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        bar.close()
+    run.set_status("done", epoch=config.epochs)
+    return run
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Dataset, config: RunConfig,
+                order: torch.Generator) -> float:
+    """One pass of minibatch SGD in a seeded order; returns the mean batch loss (inf/nan if diverged)."""
+    model.train()
+    total = torch.zeros((), device=data.y.device, dtype=torch.float64)
+    steps = 0
+    for x, y in data.batches(config.batch_size, shuffle=True, generator=order):
+        if len(y) < 2:  # BatchNorm cannot train on one sample; happens only when N % batch_size == 1
+            continue
+        loss = loss_fn(model(x), y, config.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach()
+        steps += 1
+    return (total / steps).item()
