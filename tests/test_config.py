@@ -1,0 +1,57 @@
+import pytest
+
+from inc_utils.config import ConfigError, RunConfig, from_dict, load_config, parse_overrides
+
+
+def test_defaults_are_the_smoke_setting_and_hash_is_stable():
+    cfg = RunConfig()
+    assert (cfg.dataset, cfg.arch, cfg.depth, cfg.width, cfg.loss) == ("digits", "mlp", 8, 256, "mse")
+    assert cfg.hash == RunConfig().hash and len(cfg.hash) == 12
+    assert cfg.name == f"digits-mlp8-{cfg.hash}"
+
+
+def test_hash_changes_with_any_field_and_ignores_int_vs_float():
+    base = RunConfig()
+    assert base.replace(lr=0.1).hash != base.hash
+    assert base.replace(seed=1).hash != base.hash
+    assert base.replace(lr_milestones=[100, 200]).hash != base.hash
+    assert RunConfig(lr=1).hash == RunConfig(lr=1.0).hash
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"lrr": 0.1}, "unknown config key 'lrr' (did you mean 'lr'?)"),
+    ({"lr": "fast"}, "lr: expected float"),
+    ({"depth": 2.5}, "depth: expected int"),
+    ({"bias": "yes"}, "bias: expected bool"),
+    ({"checkpoints": [1, "x"]}, "checkpoints: expected list[int]"),
+    ({"arch": "mlpp"}, "arch: unknown name 'mlpp' (did you mean 'mlp'?)"),
+    ({"dataset": "cifar"}, "dataset: unknown name 'cifar'"),
+    ({"loss": "l2"}, "loss: unknown name 'l2'"),
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"lr": -1.0}, "lr must be > 0"),
+    ({"epochs": 10, "lr_milestones": [20]}, "must lie in [1, epochs=10]"),
+])
+def test_bad_configs_are_rejected_with_the_key_named(data, fragment):
+    with pytest.raises(ConfigError) as err:
+        from_dict(data)
+    assert fragment in str(err.value)
+
+
+def test_yaml_loading_with_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("depth: 3\nwidth: 32\nlr_milestones: [5]\nepochs: 10\n")
+    cfg = load_config(path, parse_overrides(["lr=0.2", "checkpoints=[2, 4]"]))
+    assert (cfg.depth, cfg.width, cfg.lr, cfg.checkpoints) == (3, 32, 0.2, [2, 4])
+    assert cfg.checkpoint_epochs() == [2, 4, 10]
+    assert cfg.replace(checkpoint_every=3).checkpoint_epochs() == [2, 3, 4, 6, 9, 10]
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: expected a mapping"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["lr"])
