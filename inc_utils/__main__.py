@@ -1,4 +1,4 @@
-"""Command line: ``python -m inc_utils {train,runs} ...`` (also installed as ``inc``).
+"""Command line: ``python -m inc_utils {train,runs,sweep,reproduce} ...`` (also installed as ``inc``).
 
 User mistakes (bad config, missing data, unknown run) exit with status 2 and one line
 on stderr, without a traceback.
@@ -30,6 +30,31 @@ def _runs(args) -> None:
         print(table.to_string(index=False))
 
 
+def _sweep(args) -> None:
+    import pandas as pd
+    from .sweep import load_sweep, plan, run_sweep
+    configs = load_sweep(args.sweep).configs()
+    with pd.option_context("display.width", 200, "display.max_rows", None):
+        if args.dry_run:
+            table = plan(configs, args.runs_dir)
+            print(table.to_string(index=False))
+            left = table[table.model_epochs_left > 0]
+            print(f"{len(configs)} runs, {len(left)} to train, {int(table.model_epochs_left.sum())} model-epochs")
+            return
+        slurm = {"slurm_partition": args.partition} if args.partition else {}
+        if args.timeout_min:
+            slurm["timeout_min"] = args.timeout_min
+        table = run_sweep(configs, runs_dir=args.runs_dir, executor=args.executor, jobs=args.jobs,
+                          batched=args.batched, device=args.device, data_root=args.data_dir, slurm=slurm)
+        print(table.to_string(index=False))
+        print(table.status.value_counts().to_string())
+
+
+def _reproduce(args) -> None:
+    from .reproduce import reproduce
+    reproduce(args.scale)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inc", description="Intermediate Neural Collapse companion")
     sub = p.add_subparsers(dest="command", required=True)
@@ -41,6 +66,24 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", default=None, help="directory holding the dataset files")
     t.add_argument("--runs-dir", default=None, help="runs directory (default: $INC_RUNS_DIR or ./runs)")
     t.set_defaults(func=_train)
+
+    s = sub.add_parser("sweep", help="train the missing runs of a sweep YAML (base + grid)")
+    s.add_argument("sweep", help="sweep YAML with 'base' and 'grid'")
+    s.add_argument("--executor", default="local", choices=["local", "processes", "submitit-local", "slurm"])
+    s.add_argument("--jobs", type=int, default=1, help="parallel processes for --executor processes")
+    s.add_argument("--no-batched", dest="batched", action="store_false",
+                   help="train MLP grids one model at a time instead of batched")
+    s.add_argument("--dry-run", action="store_true", help="list the runs and the model-epochs left")
+    s.add_argument("--partition", default=None, help="SLURM partition")
+    s.add_argument("--timeout-min", type=int, default=None, help="SLURM time limit per job (requeued after)")
+    s.add_argument("--device", default=None)
+    s.add_argument("--data-dir", default=None)
+    s.add_argument("--runs-dir", default=None)
+    s.set_defaults(func=_sweep)
+
+    p_rep = sub.add_parser("reproduce", help="execute every chapter notebook with papermill into build/<scale>/")
+    p_rep.add_argument("--scale", default="smoke", help="parameter set under params/ (smoke, paper)")
+    p_rep.set_defaults(func=_reproduce)
 
     r = sub.add_parser("runs", help="list runs with their status")
     r.add_argument("--runs-dir", default=None)

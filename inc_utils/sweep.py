@@ -1,0 +1,158 @@
+"""Sweeps: a grid over any RunConfig fields, run locally or on SLURM through submitit.
+
+A sweep YAML has a ``base`` (RunConfig fields shared by all runs) and a ``grid`` (field ->
+list of values); the runs are the Cartesian product, in a stable order. Only runs that are
+not finished are trained, so a sweep can be restarted at any time. A diverged or failed
+run never stops the sweep; its status is in ``sweep_table``.
+
+Executors: ``local`` (in this process, one run after another), ``processes`` (``jobs``
+parallel worker processes), ``submitit-local`` (submitit's local executor, the SLURM code
+path without a cluster; used by the tests) and ``slurm`` (a job array; a preempted or
+timed-out job is requeued and resumes from its newest checkpoint).
+With ``batched=True`` compatible MLP configs are trained together (batched.py), one
+group per task; other architectures run one model at a time.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .config import ConfigError, RunConfig, from_dict, read_yaml
+from .runs import Run, default_runs_dir, list_runs
+
+EXECUTORS = ("local", "processes", "submitit-local", "slurm")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """``base``: RunConfig fields for every run; ``grid``: field -> values to cross."""
+
+    base: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.base, dict) or not isinstance(self.grid, dict):
+            raise ConfigError("a sweep needs mappings 'base' and 'grid'")
+        for key, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"grid.{key}: expected a non-empty list of values, got {values!r}")
+        self.configs()  # validates every combination before any work starts
+
+    def configs(self) -> list[RunConfig]:
+        keys = list(self.grid)
+        return [from_dict({**self.base, **dict(zip(keys, combo))})
+                for combo in itertools.product(*(self.grid[k] for k in keys))]
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    return from_dict(read_yaml(path), SweepConfig)
+
+
+def sweep_table(configs: list[RunConfig], runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """The run table (see ``runs.list_runs``) restricted to ``configs``, missing runs as pending."""
+    table = list_runs(runs_dir).set_index("run")
+    rows = []
+    for cfg in configs:
+        if cfg.name in table.index:
+            rows.append({"run": cfg.name, **table.loc[cfg.name].to_dict()})
+        else:
+            rows.append({"run": cfg.name, "status": "pending", "dataset": cfg.dataset, "arch": f"{cfg.arch}{cfg.depth}",
+                         "lr": cfg.lr, "weight_decay": cfg.weight_decay, "seed": cfg.seed, "epochs": f"0/{cfg.epochs}"})
+    return pd.DataFrame(rows, columns=["run", *table.columns])
+
+
+def plan(configs: list[RunConfig], runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """Dry run: each config's status and the model-epochs still to train."""
+    rows = []
+    for cfg in configs:
+        run = Run.for_config(cfg, runs_dir)
+        done = len(run.read_log()) if run.path.exists() else 0
+        status = run.status()["status"]
+        rows.append({"run": cfg.name, "status": status,
+                     "model_epochs_left": 0 if run.finished else cfg.epochs - done})
+    return pd.DataFrame(rows, columns=["run", "status", "model_epochs_left"])
+
+
+class TrainTask:
+    """One unit of work: a list of configs trained as one batched group or one at a time.
+
+    A callable object so that submitit can pickle it and, on preemption or timeout,
+    requeue it (``checkpoint``); training then resumes from the newest checkpoints.
+    """
+
+    def __init__(self, runs_dir: str, device: str | None, data_root: str | None, batched: bool):
+        self.runs_dir, self.device, self.data_root, self.batched = runs_dir, device, data_root, batched
+
+    def __call__(self, configs: list[dict]) -> list[str]:
+        from .train import train
+        cfgs = [from_dict(c) for c in configs]
+        if self.batched and len(cfgs) > 1:
+            from .batched import train_batched
+            runs = train_batched(cfgs, runs_dir=self.runs_dir, device=self.device, data_root=self.data_root,
+                                 progress=False)
+            return [r.status()["status"] for r in runs]
+        statuses = []
+        for cfg in cfgs:
+            try:
+                statuses.append(train(cfg, runs_dir=self.runs_dir, device=self.device, data_root=self.data_root,
+                                      progress=False).status()["status"])
+            except Exception as err:  # noqa: BLE001 - a failed run must not stop the sweep
+                Run.for_config(cfg, self.runs_dir).set_status("failed", error=f"{type(err).__name__}: {err}")
+                statuses.append("failed")
+        return statuses
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def tasks_for(configs: list[RunConfig], runs_dir: str | Path, batched: bool) -> list[list[RunConfig]]:
+    """Split the unfinished configs into tasks: batched MLP groups, then single runs."""
+    todo = [c for c in configs if not Run.for_config(c, runs_dir).finished]
+    if not batched:
+        return [[c] for c in todo]
+    from .batched import batch_groups
+    groups = [g for g in batch_groups(todo) if len(g) > 1]
+    grouped = {c.name for g in groups for c in g}
+    return groups + [[c] for c in todo if c.name not in grouped]
+
+
+def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, executor: str = "local",
+              jobs: int = 1, batched: bool = True, device: str | None = None, data_root: str | None = None,
+              slurm: dict | None = None) -> pd.DataFrame:
+    """Train every unfinished config with ``executor``; return the sweep's run table."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    runs_dir = str(runs_dir or default_runs_dir())
+    task = TrainTask(runs_dir, device, data_root, batched)
+    work = [[c.to_dict() for c in group] for group in tasks_for(configs, runs_dir, batched)]
+    if not work:
+        return sweep_table(configs, runs_dir)
+    if executor == "local":
+        for item in work:
+            task(item)
+    elif executor == "processes":
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_limit_threads, initargs=(threads,)) as pool:
+            list(pool.map(task, work))
+    else:
+        import submitit
+        folder = Path(runs_dir) / "_submitit"
+        cluster = "local" if executor == "submitit-local" else "slurm"
+        ex = submitit.AutoExecutor(folder=folder, cluster=cluster)
+        ex.update_parameters(timeout_min=(slurm or {}).get("timeout_min", 60 * 24),
+                             **{k: v for k, v in (slurm or {}).items() if k != "timeout_min"})
+        job_list = ex.map_array(task, work)
+        for job in job_list:
+            job.result()
+    return sweep_table(configs, runs_dir)
+
+
+def _limit_threads(n: int) -> None:
+    import torch
+    torch.set_num_threads(n)
