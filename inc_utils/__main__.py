@@ -15,7 +15,8 @@ from .data import DatasetNotFoundError
 def _train(args) -> None:
     from .train import train
     config = load_config(args.config, parse_overrides(args.set))
-    run = train(config, runs_dir=args.runs_dir, device=args.device, data_root=args.data_dir)
+    run = train(config, runs_dir=args.runs_dir, device=args.device, data_root=args.data_dir,
+                download=args.download)
     print(f"{run.status()['status']}: {run.path}")
 
 
@@ -64,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     t.add_argument("--data-dir", default=None, help="directory holding the dataset files")
+    t.add_argument("--download", action="store_true", help="let torchvision download a missing dataset")
     t.add_argument("--runs-dir", default=None, help="runs directory (default: $INC_RUNS_DIR or ./runs)")
     t.set_defaults(func=_train)
 

@@ -64,10 +64,12 @@ def build_for(config: RunConfig, data: Dataset) -> nn.Module:
                        first_relu=config.first_relu)
 
 
-def load_splits(config: RunConfig, device: str, data_root: str | Path | None = None) -> tuple[Dataset, Dataset]:
+def load_splits(config: RunConfig, device: str, data_root: str | Path | None = None,
+                download: bool = False) -> tuple[Dataset, Dataset]:
     """Train split (balanced subset if ``n_per_class``, seeded by the run's seed) and test split, on ``device``."""
-    train = load_dataset(config.dataset, "train", root=data_root, n_per_class=config.n_per_class, seed=config.seed)
-    test = load_dataset(config.dataset, "test", root=data_root)
+    train = load_dataset(config.dataset, "train", root=data_root, download=download,
+                         n_per_class=config.n_per_class, seed=config.seed)
+    test = load_dataset(config.dataset, "test", root=data_root, download=download)
     return train.to(device), test.to(device)
 
 
@@ -80,14 +82,16 @@ def accuracy(model: nn.Module, data: Dataset, batch_size: int = 1024) -> float:
 
 
 def train(config: RunConfig, *, runs_dir: str | Path | None = None, device: str | None = None,
-          data_root: str | Path | None = None, progress: bool | None = None) -> Run:
-    """Train ``config`` into its run folder (or return it at once if already finished)."""
+          data_root: str | Path | None = None, download: bool = False, progress: bool | None = None) -> Run:
+    """Train ``config`` into its run folder (or return it at once if already finished).
+
+    ``download=True`` lets torchvision fetch a missing dataset (online only)."""
     run = Run.for_config(config, runs_dir)
     if run.finished:
         return run
     device = resolve_device(device)
     run.create(config, device)
-    train_set, test_set = load_splits(config, device, data_root)
+    train_set, test_set = load_splits(config, device, data_root, download)
 
     torch.manual_seed(config.seed)
     model = build_for(config, train_set).to(device)

@@ -1,0 +1,428 @@
+"""Datasets held as whole tensors, normalised per batch, batched by index permutation.
+
+Names (``DATASETS``): ``mnist``, ``fashion_mnist``, ``svhn``, ``cifar10`` read from disk;
+``digits`` (scikit-learn's bundled 8x8 digits, needs no files, the offline default) and
+``synthetic`` (a seeded Gaussian mixture for tests).
+
+Images are stored raw, shape (N, C, H, W): uint8 for the 8-bit sources, float32 otherwise.
+``Dataset.normalize`` maps a raw batch to ``(x * scale - mean) / std`` per channel, float32,
+on the batch's device; there is no augmentation.
+
+Files are looked for in ``data_search_path(root)``, in order: the explicit ``root``, the
+directories in ``$INC_DATA_DIR`` (``os.pathsep``-separated), the user cache dir
+(``$XDG_CACHE_HOME/inc_utils/data``, default ``~/.cache/inc_utils/data``), then
+``/usr/share/datasets`` (Debian's ``dataset-fashion-mnist`` installs the IDX files in its
+``fashion-mnist/`` folder). Inside each of these, a dataset's files may sit in these folders:
+
+- ``mnist``: ``MNIST/raw`` (torchvision's layout) or ``mnist``, holding
+  ``{train,t10k}-{images-idx3,labels-idx1}-ubyte``, each optionally ``.gz``;
+- ``fashion_mnist``: ``FashionMNIST/raw``, ``fashion-mnist`` or ``fashion_mnist``, same files;
+- ``cifar10``: ``cifar-10-batches-py`` with the pickles ``data_batch_1..5`` and ``test_batch``;
+- ``svhn``: ``svhn`` or the search directory itself, with ``{train,test}_32x32.mat``.
+
+torchvision is used only to download (``download=True``), into ``root`` if given, else
+into the cache dir.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATASETS = ("mnist", "fashion_mnist", "svhn", "cifar10", "digits", "synthetic")
+SPLITS = ("train", "test")
+SYSTEM_DATA_DIRS = (Path("/usr/share/datasets"),)
+
+# Mean/std of the digits train split (1,437 images, values / 16), over all pixels.
+DIGITS_MEAN, DIGITS_STD = (0.3054,), (0.3761,)
+DIGITS_TEST_SIZE = 360
+SYNTHETIC_SHAPE = (1, 8, 8)
+SYNTHETIC_N_PER_CLASS = 100
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are in none of the searched places, and downloading was not asked for."""
+
+
+@dataclass(eq=False)
+class Dataset:
+    """A whole split in memory: raw images ``x`` (N, C, H, W) and int64 labels ``y`` (N,).
+
+    ``scale`` maps raw values to [0, 1]; ``mean``/``std`` are per-channel constants of the
+    [0, 1] values. With ``pad_to_32`` the normalised images are zero-padded (after
+    normalising) to 32x32, and ``in_shape`` reports the padded shape.
+    """
+
+    x: torch.Tensor = field(repr=False)
+    y: torch.Tensor = field(repr=False)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: float
+    num_classes: int
+    name: str
+    pad_to_32: bool = False
+    _gain: torch.Tensor = field(init=False, repr=False, compare=False)
+    _offset: torch.Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.x.ndim != 4 or self.y.shape != (len(self.x),):
+            raise ValueError(
+                f"expected x (N, C, H, W) and y (N,), "
+                f"got {tuple(self.x.shape)} and {tuple(self.y.shape)}"
+            )
+        if not len(self.mean) == len(self.std) == self.x.shape[1]:
+            raise ValueError(
+                f"need one mean and std per channel ({self.x.shape[1]}), "
+                f"got {self.mean}, {self.std}"
+            )
+        # normalize() computes x * gain - offset == (x * scale - mean) / std, per channel (C, 1, 1).
+        mean = torch.tensor(self.mean, dtype=torch.float64).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float64).view(-1, 1, 1)
+        self._gain = (self.scale / std).float().to(self.x.device)
+        self._offset = (mean / std).float().to(self.x.device)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the normalised batches a model receives."""
+        c, h, w = self.x.shape[1:]
+        return (c, max(h, 32), max(w, 32)) if self.pad_to_32 else (c, h, w)
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        """A copy with the data (and normalisation constants) on ``device``."""
+        return replace(self, x=self.x.to(device), y=self.y.to(device))
+
+    def normalize(self, xb: torch.Tensor) -> torch.Tensor:
+        """Raw batch (B, C, H, W) -> float32 ``(xb * scale - mean) / std``, on ``xb``'s device."""
+        out = xb.to(torch.float32) * self._gain.to(xb.device) - self._offset.to(xb.device)
+        if self.pad_to_32:
+            dh, dw = max(32 - out.shape[-2], 0), max(32 - out.shape[-1], 0)
+            out = F.pad(out, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+        return out
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(normalised x float32, y)`` minibatches covering the data once, on its device.
+
+        With ``shuffle`` the order is ``torch.randperm`` drawn from ``generator`` (on the
+        generator's device, then moved); otherwise it is the stored order.
+        """
+        n, device = len(self), self.x.device
+        if shuffle:
+            order = torch.randperm(
+                n, generator=generator, device=generator.device if generator else device
+            ).to(device)
+        else:
+            order = torch.arange(n, device=device)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            idx = order[start : start + batch_size]
+            yield self.normalize(self.x[idx]), self.y[idx]
+
+    def subset(self, n_per_class: int, seed: int = 0) -> "Dataset":
+        """A seeded class-balanced subset: exactly ``n_per_class`` images of every class."""
+        idx = balanced_indices(self.y, n_per_class, self.num_classes, seed).to(self.x.device)
+        return replace(self, x=self.x[idx], y=self.y[idx])
+
+
+def balanced_indices(
+    y: torch.Tensor, n_per_class: int, num_classes: int, seed: int = 0
+) -> torch.Tensor:
+    """Sorted indices (num_classes * n_per_class,): ``n_per_class`` random items of each class."""
+    labels = y.cpu()
+    generator = torch.Generator().manual_seed(seed)
+    picked = []
+    for c in range(num_classes):
+        members = torch.nonzero(labels == c).flatten()
+        if len(members) < n_per_class:
+            raise ValueError(
+                f"class {c} has {len(members)} examples, fewer than the {n_per_class} asked for"
+            )
+        picked.append(members[torch.randperm(len(members), generator=generator)[:n_per_class]])
+    return torch.cat(picked).sort().values
+
+
+# ----------------------------------------------------------------------------- file formats
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a native-endian array of the shape in its header."""
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        buf = f.read()
+    if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in dtypes:
+        raise ValueError(f"{path} is not an IDX file (bad magic {buf[:4]!r})")
+    dtype, ndim = np.dtype(dtypes[buf[2]]), buf[3]
+    shape = tuple(int(d) for d in np.frombuffer(buf, ">u4", ndim, offset=4))
+    body = 4 + 4 * ndim
+    if len(buf) != body + dtype.itemsize * int(np.prod(shape)):
+        raise ValueError(f"{path}: header says shape {shape} but the file has {len(buf)} bytes")
+    return np.frombuffer(buf, dtype, offset=body).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _locate_idx(directory: Path, split: str) -> list[Path] | None:
+    prefix = "train" if split == "train" else "t10k"
+    found = []
+    for stem in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"):
+        candidates = [p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()]
+        if not candidates:
+            return None
+        found.append(candidates[0])
+    return found
+
+
+def _read_idx_pair(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = (read_idx(p) for p in paths)
+    if images.ndim != 3 or labels.shape != (len(images),):
+        raise ValueError(f"{paths}: images {images.shape} and labels {labels.shape} do not match")
+    return images[:, None], labels
+
+
+def _locate_cifar10(directory: Path, split: str) -> list[Path] | None:
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    paths = [directory / name for name in names]
+    return paths if all(p.is_file() for p in paths) else None
+
+
+def _read_cifar10(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for path in paths:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(batch[b"labels"]))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _locate_svhn(directory: Path, split: str) -> list[Path] | None:
+    path = directory / f"{split}_32x32.mat"
+    return [path] if path.is_file() else None
+
+
+def _read_svhn(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    import scipy.io
+
+    mat = scipy.io.loadmat(paths[0])
+    images = np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))  # (H, W, C, N) -> (N, C, H, W)
+    labels = mat["y"].reshape(-1).astype(np.int64)
+    labels[labels == 10] = 0  # SVHN stores the digit 0 as label 10
+    return images, labels
+
+
+@dataclass(frozen=True)
+class _FileSource:
+    """How to find, read and normalise one on-disk 8-bit dataset."""
+
+    folders: tuple[str, ...]  # relative to each search directory
+    locate: Callable[[Path, str], list[Path] | None]  # the split's files in a folder, or None
+    read: Callable[[list[Path]], tuple[np.ndarray, np.ndarray]]  # -> x (N, C, H, W) uint8, y (N,)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    how_to_get: str = ""
+
+
+_FILE_SOURCES = {
+    "mnist": _FileSource(("MNIST/raw", "mnist"), _locate_idx, _read_idx_pair, (0.1307,), (0.3081,)),
+    "fashion_mnist": _FileSource(
+        ("FashionMNIST/raw", "fashion-mnist", "fashion_mnist"),
+        _locate_idx,
+        _read_idx_pair,
+        (0.2860,),
+        (0.3530,),
+        how_to_get="on Debian/Ubuntu `sudo apt-get install dataset-fashion-mnist`; ",
+    ),
+    "cifar10": _FileSource(
+        ("cifar-10-batches-py",),
+        _locate_cifar10,
+        _read_cifar10,
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+    ),
+    "svhn": _FileSource(
+        ("svhn", "."), _locate_svhn, _read_svhn, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- finding files
+
+
+def cache_dir() -> Path:
+    """The user's dataset cache, ``$XDG_CACHE_HOME/inc_utils/data`` (``~/.cache/...`` if unset)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "inc_utils" / "data"
+
+
+def data_search_path(root: str | os.PathLike | None = None) -> list[Path]:
+    """The directories searched for dataset files, in order (see the module docstring)."""
+    explicit = [Path(root).expanduser()] if root is not None else []
+    from_env = [
+        Path(p).expanduser() for p in os.environ.get("INC_DATA_DIR", "").split(os.pathsep) if p
+    ]
+    return [*explicit, *from_env, cache_dir(), *SYSTEM_DATA_DIRS]
+
+
+def _candidate_folders(name: str, root: str | os.PathLike | None) -> list[Path]:
+    return [
+        base / folder for base in data_search_path(root) for folder in _FILE_SOURCES[name].folders
+    ]
+
+
+def _find_files(name: str, split: str, root: str | os.PathLike | None) -> list[Path] | None:
+    for folder in _candidate_folders(name, root):
+        paths = _FILE_SOURCES[name].locate(folder, split)
+        if paths:
+            return paths
+    return None
+
+
+def _download(name: str, split: str, dest: Path) -> None:
+    """Fetch ``name`` with torchvision into ``dest``, in a layout ``_find_files`` accepts."""
+    import torchvision.datasets as tvd
+
+    if name == "svhn":
+        tvd.SVHN(dest / "svhn", split=split, download=True)
+    else:
+        fetcher = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}
+        fetcher[name](dest, train=split == "train", download=True)
+
+
+def _not_found(name: str, split: str, root: str | os.PathLike | None) -> DatasetNotFoundError:
+    looked_in = "\n".join(f"  {p}" for p in _candidate_folders(name, root))
+    return DatasetNotFoundError(
+        f"dataset {name!r} ({split} split) not found; looked in:\n{looked_in}\n"
+        f"To provide it: pass download=True (needs internet; saves to {root or cache_dir()}); "
+        f"{_FILE_SOURCES[name].how_to_get}"
+        "or put the files in one of the folders above, e.g. under a directory named by "
+        "INC_DATA_DIR or passed as root=."
+    )
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_digits_split(split: str) -> Dataset:
+    """scikit-learn's 8x8 digits, float32 in [0, 16]; stratified seed-0 split 1,437 / 360."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x_train, x_test, y_train, y_test = train_test_split(
+        digits.images,
+        digits.target,
+        test_size=DIGITS_TEST_SIZE,
+        random_state=0,
+        stratify=digits.target,
+    )
+    x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
+    return Dataset(
+        x=torch.from_numpy(x).float()[:, None],
+        y=torch.from_numpy(y).long(),
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
+        scale=1 / 16,
+        num_classes=10,
+        name="digits",
+    )
+
+
+def make_synthetic(
+    split: str = "train",
+    n_per_class: int = SYNTHETIC_N_PER_CLASS,
+    *,
+    shape: tuple[int, int, int] = SYNTHETIC_SHAPE,
+    num_classes: int = 10,
+    noise: float = 1.0,
+    seed: int = 0,
+) -> Dataset:
+    """A Gaussian mixture: class means ~ N(0, I) of ``shape``, samples = mean + ``noise`` * N(0, I).
+
+    The class means depend only on ``seed``; train and test draw independent samples around
+    them. Labels cycle 0, 1, ..., C-1, so every prefix of length k*C is balanced.
+    """
+    means = np.random.default_rng([seed, 0]).standard_normal((num_classes, *shape))
+    rng = np.random.default_rng([seed, 1 + SPLITS.index(split)])
+    y = np.tile(np.arange(num_classes), n_per_class)
+    x = means[y] + noise * rng.standard_normal((len(y), *shape))
+    return Dataset(
+        x=torch.from_numpy(x).float(),
+        y=torch.from_numpy(y).long(),
+        mean=(0.0,) * shape[0],
+        std=(1.0,) * shape[0],
+        scale=1.0,
+        num_classes=num_classes,
+        name="synthetic",
+    )
+
+
+def _load_files(name: str, split: str, root: str | os.PathLike | None, download: bool) -> Dataset:
+    paths = _find_files(name, split, root)
+    if paths is None and download:
+        _download(name, split, Path(root).expanduser() if root is not None else cache_dir())
+        paths = _find_files(name, split, root)
+    if paths is None:
+        raise _not_found(name, split, root)
+    source = _FILE_SOURCES[name]
+    images, labels = source.read(paths)
+    return Dataset(
+        x=torch.from_numpy(images),
+        y=torch.from_numpy(labels.astype(np.int64)),
+        mean=source.mean,
+        std=source.std,
+        scale=1 / 255,
+        num_classes=10,
+        name=name,
+    )
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    n_per_class: int | None = None,
+    seed: int = 0,
+    pad_to_32: bool = False,
+) -> Dataset:
+    """Load one split of a dataset in ``DATASETS`` onto the CPU.
+
+    ``n_per_class`` takes a seeded class-balanced subset (for ``synthetic`` it is the number
+    generated per class, default 100; ``seed`` also seeds the mixture). ``pad_to_32`` (MNIST
+    and Fashion-MNIST only) zero-pads normalised 28x28 batches to 32x32. Raises
+    ``DatasetNotFoundError`` when the files are nowhere in ``data_search_path(root)`` and
+    ``download`` is False.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    if pad_to_32 and name not in ("mnist", "fashion_mnist"):
+        raise ValueError(
+            f"pad_to_32 is for the 28x28 datasets mnist and fashion_mnist, not {name!r}"
+        )
+    if name == "synthetic":
+        return make_synthetic(
+            split, SYNTHETIC_N_PER_CLASS if n_per_class is None else n_per_class, seed=seed
+        )
+    dataset = (
+        load_digits_split(split) if name == "digits" else _load_files(name, split, root, download)
+    )
+    dataset.pad_to_32 = pad_to_32
+    return dataset.subset(n_per_class, seed) if n_per_class is not None else dataset

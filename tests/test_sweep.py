@@ -1,0 +1,57 @@
+import pytest
+import yaml
+
+from inc_utils.__main__ import main
+from inc_utils.config import ConfigError
+from inc_utils.runs import Run
+from inc_utils.sweep import SweepConfig, load_sweep, plan, run_sweep
+
+BASE = {"dataset": "digits", "n_per_class": 20, "depth": 2, "width": 16, "epochs": 3, "lr_milestones": [],
+        "eval_every": 3}
+
+
+def test_grid_expands_in_stable_order_and_validates(tmp_path):
+    sweep = SweepConfig(base=BASE, grid={"lr": [0.01, 0.1], "seed": [0, 1, 2]})
+    configs = sweep.configs()
+    assert [(c.lr, c.seed) for c in configs] == [(0.01, 0), (0.01, 1), (0.01, 2), (0.1, 0), (0.1, 1), (0.1, 2)]
+    assert len({c.hash for c in configs}) == 6
+    with pytest.raises(ConfigError, match="unknown config key 'lrate'"):
+        SweepConfig(base=BASE, grid={"lrate": [0.1]})
+    with pytest.raises(ConfigError, match="grid.lr: expected a non-empty list"):
+        SweepConfig(base=BASE, grid={"lr": 0.1})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": BASE, "grid": {"lr": [0.1]}, "extra": 1}))
+    with pytest.raises(ConfigError, match="unknown config key 'extra'"):
+        load_sweep(path)
+
+
+def test_failed_run_does_not_stop_the_sweep_and_restart_is_free(tmp_path, monkeypatch):
+    monkeypatch.setenv("INC_DATA_DIR", str(tmp_path / "no-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    good = SweepConfig(base=BASE, grid={"lr": [0.01, 0.1]}).configs()
+    bad = good[0].replace(dataset="mnist")                      # no MNIST files anywhere: fails
+    configs = [bad, *good]
+    assert plan(configs, tmp_path).model_epochs_left.tolist() == [3, 3, 3]
+    table = run_sweep(configs, runs_dir=tmp_path, batched=False)
+    assert table.status.tolist() == ["failed", "done", "done"]
+    assert "DatasetNotFoundError" in Run.for_config(bad, tmp_path).status()["error"]
+    assert plan(configs, tmp_path).model_epochs_left.tolist() == [3, 0, 0]
+
+
+def test_submitit_local_executor_runs_the_same_path(tmp_path):
+    configs = SweepConfig(base=BASE, grid={"seed": [0, 1]}).configs()
+    table = run_sweep(configs, runs_dir=tmp_path, executor="submitit-local", batched=False)
+    assert table.status.tolist() == ["done", "done"]
+    assert (tmp_path / "_submitit").is_dir()
+    for cfg in configs:
+        assert Run.for_config(cfg, tmp_path).checkpoint_epochs() == [3]
+
+
+def test_cli_dry_run(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": BASE, "grid": {"lr": [0.01, 0.1, 0.2]}}))
+    assert main(["sweep", str(path), "--dry-run", "--runs-dir", str(tmp_path)]) == 0
+    assert "3 runs, 3 to train, 9 model-epochs" in capsys.readouterr().out
+    path.write_text(yaml.safe_dump({"base": BASE, "grid": {"lr": [0.01, "fast"]}}))
+    assert main(["sweep", str(path), "--dry-run", "--runs-dir", str(tmp_path)]) == 2
+    assert "lr: expected float" in capsys.readouterr().err
