@@ -1,0 +1,86 @@
+"""Measure a run's checkpoints into tidy tables cached in the run folder.
+
+``measure_run(run)`` loads each checkpoint, rebuilds the model, and streams the train and
+test splits through ``metrics.measure_model`` (train set, eval mode). Results are cached per
+checkpoint epoch in ``metrics.csv`` and ``weight_spectra.csv``; asking again measures only
+the epochs not yet in the cache. ``MEASURE_VERSION`` is recorded beside them: bump it when a
+measure's definition changes and every cache is recomputed.
+
+Table columns: ``run, epoch, split, layer, name, measure, value`` (see ``metrics.MEASURES``);
+rows with ``layer == -1`` (name ``network``) hold the whole network's accuracy (``net_acc``)
+at that epoch, for comparison with the NCC accuracy of each layer.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .metrics import measure_model, weight_spectra
+from .models import probe_points
+from .runs import Run, atomic_write_text
+from .train import accuracy, build_for, load_splits, progress_enabled, resolve_device
+
+MEASURE_VERSION = 1
+NET_ACC = "net_acc"
+METRICS_FILE, SPECTRA_FILE, VERSION_FILE = "metrics.csv", "weight_spectra.csv", "metrics.json"
+
+
+def load_model(run: Run, epoch: int, device: str = "cpu", in_shape=None, num_classes=None) -> nn.Module:
+    """The run's model with the weights of checkpoint ``epoch``, in eval mode on ``device``."""
+    config = run.config
+    if in_shape is None:
+        from .data import load_dataset
+        probe = load_dataset(config.dataset, "test")
+        in_shape, num_classes = probe.in_shape, probe.num_classes
+    shape_only = type("Shape", (), {"in_shape": in_shape, "num_classes": num_classes})
+    model = build_for(config, shape_only)
+    model.load_state_dict(run.load_checkpoint(epoch, map_location=device)["model"])
+    return model.to(device).eval()
+
+
+def _read_cache(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
+    version = run.path / VERSION_FILE
+    metrics, spectra = run.path / METRICS_FILE, run.path / SPECTRA_FILE
+    fresh = version.exists() and json.loads(version.read_text()).get("version") == MEASURE_VERSION
+    if not (fresh and metrics.exists() and spectra.exists()):
+        return pd.DataFrame(), pd.DataFrame()
+    return pd.read_csv(metrics), pd.read_csv(spectra)
+
+
+def measure_run(run: Run | str | Path, *, epochs: list[int] | None = None, batch_size: int = 1024,
+                device: str | None = None, data_root: str | Path | None = None,
+                progress: bool | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(metrics, weight spectra) of ``run`` at ``epochs`` (default: every checkpoint), cached."""
+    run = run if isinstance(run, Run) else Run(Path(run))
+    epochs = run.checkpoint_epochs() if epochs is None else list(epochs)
+    metrics, spectra = _read_cache(run)
+    missing = [e for e in epochs if metrics.empty or e not in set(metrics["epoch"])]
+    if missing:
+        device = resolve_device(device)
+        train_set, test_set = load_splits(run.config, device, data_root)
+        new_metrics, new_spectra = [metrics], [spectra]
+        for epoch in missing:
+            model = load_model(run, epoch, device, train_set.in_shape, train_set.num_classes)
+            table = measure_model(model, lambda: train_set.batches(batch_size), lambda: test_set.batches(batch_size),
+                                  progress=progress_enabled(progress))
+            net = pd.DataFrame({"split": ["train", "test"], "layer": -1, "name": "network", "measure": NET_ACC,
+                                "value": [accuracy(model, train_set), accuracy(model, test_set)]})
+            new_metrics.append(pd.concat([table, net]).assign(run=run.name, epoch=epoch))
+            new_spectra.append(weight_spectra(probe_points(model)).assign(run=run.name, epoch=epoch))
+        metrics = _tidy(pd.concat(new_metrics, ignore_index=True))
+        spectra = pd.concat(new_spectra, ignore_index=True)
+        spectra = spectra[["run", "epoch", *[c for c in spectra.columns if c not in ("run", "epoch")]]]
+        atomic_write_text(run.path / METRICS_FILE, metrics.to_csv(index=False))
+        atomic_write_text(run.path / SPECTRA_FILE, spectra.to_csv(index=False))
+        atomic_write_text(run.path / VERSION_FILE, json.dumps({"version": MEASURE_VERSION}))
+    keep = metrics["epoch"].isin(epochs)
+    return metrics[keep].reset_index(drop=True), spectra[spectra["epoch"].isin(epochs)].reset_index(drop=True)
+
+
+def _tidy(table: pd.DataFrame) -> pd.DataFrame:
+    columns = ["run", "epoch", "split", "layer", "name", "measure", "value"]
+    return table[columns].sort_values(["epoch", "split", "layer"], kind="stable").reset_index(drop=True)

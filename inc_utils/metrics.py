@@ -1,0 +1,362 @@
+"""Neural-collapse measures of every probe point (thesis 2.3.3-2.3.4, SPEC "Measures").
+
+Notation, per layer and split: features h_i (flattened, ``H: (B, d)``), labels
+``y: (B,) int in [0, C)``, class counts n_c, class means μ_c, the global mean
+μ_G = Σ_c n_c μ_c / N (the mean of all samples; it equals the mean of the class means only
+for balanced sets, and SVHN is not balanced), centred means μ̃_c = μ_c − μ_G stacked as rows
+of ``centred: (C, d)`` (the thesis's M is its transpose), and
+
+    Σ_W = 1/N Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ,    Σ_B = 1/C Σ_c μ̃_c μ̃_cᵀ.
+
+Streaming in two passes over the data (``measure_model``), all sums in float64 on the model's
+device, memory O(C·d) per layer, never O(N·d) and never a d x d matrix:
+
+1. class sums and counts -> μ_c, μ_G, μ̃_c;
+2. with the thin SVD μ̃ = A diag(s) Uᵀ (U: (d, r), r = rank ≤ C − 1, the between-class
+   directions), the within-class deviations h_i − μ_{y_i}: their squared norms per class
+   (Tr Σ_W, Var_c) and their squared projections on U (u_kᵀ Σ_W u_k), plus the
+   nearest-class-centre predictions with the train means.
+
+NC1 then needs no pseudo-inverse of a d x d matrix: Σ_B = U diag(s²/C) Uᵀ, so
+Σ_B⁺ = U diag(C/s²) Uᵀ on its rank-r range and
+
+    NC1 = Tr(Σ_W Σ_B⁺)/C = Σ_k u_kᵀ Σ_W u_k / s_k².
+
+Deviations from the exact means (rather than E[hhᵀ] − μμᵀ) keep near-collapsed layers, whose
+within-class spread is tiny against the means, accurate to float64 rounding.
+
+The measures of the table, by name, are in ``MEASURES``; ``weight_spectra`` gives the NC3
+relative singular values, which depend on the weights only, as a second tidy table.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .capture import Batches, channel_dim, channel_view, flat_view, is_reiterable, model_device, stream_features
+from .models import ProbePoint, probe_points
+
+TRACE_W = "trace_w"
+TRACE_B = "trace_b"
+REL_TRACE_W = "rel_trace_w"
+NC1 = "nc1"
+CDNV = "cdnv"
+NC2_COS_MEAN = "nc2_cos_mean"
+NC2_COS_STD = "nc2_cos_std"
+NC2_NORM_CV = "nc2_norm_cv"
+NC3_AVCOS = "nc3_avcos"
+NCC_ACC = "ncc_acc"
+NCC_AGREE = "ncc_agree"
+
+#: Every measure of the ``measure_model`` table, in table order, with a one-line description.
+MEASURES: dict[str, str] = {
+    TRACE_W: "Tr Σ_W, total within-class variance",
+    TRACE_B: "Tr Σ_B = Σ_c ‖μ̃_c‖² / C, between-class variance",
+    REL_TRACE_W: "Tr Σ_W / (Tr Σ_W + Tr Σ_B), relative within-class trace (collapse below 0.2, thesis 4.1.1)",
+    NC1: "Tr(Σ_W Σ_B⁺)/C with Σ_B⁺ on its rank C−1 range (eq 2.18) -> 0",
+    CDNV: "mean over c≠c' of (Var_c + Var_c') / (2‖μ_c − μ_c'‖²), class-distance normalised variance -> 0",
+    NC2_COS_MEAN: "mean over c<c' of cos(μ̃_c, μ̃_c') + 1/(C−1) (eq 2.19) -> 0",
+    NC2_COS_STD: "std (population) over c<c' of cos(μ̃_c, μ̃_c') (eq 2.20) -> 0",
+    NC2_NORM_CV: "std (population) / mean over c of ‖μ̃_c‖ (eq 2.21) -> 0",
+    NC3_AVCOS: "AvCosPABS: mean cosine of the principal angles between the top-C right singular "
+               "vectors of the weight and the class-mean span (eq 2.25-2.26) -> 1",
+    NCC_ACC: "accuracy of the nearest-train-class-mean classifier (NC4) -> network accuracy",
+    NCC_AGREE: "share of samples where the nearest-train-class-mean class equals the network's argmax (eq 2.17) -> 1",
+}
+COLUMNS = ("split", "layer", "name", "measure", "value")
+
+
+# ---------------------------------------------------------------- pure functions of statistics
+def centre(means: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Class means (C, d) and counts (C,) -> centred means μ_c − μ_G (C, d), μ_G sample-weighted."""
+    return means - (counts @ means) / counts.sum()
+
+
+def mean_basis(means: torch.Tensor, rtol: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orthonormal basis U (d, r) of the span of the rows of ``means`` (C, d), and singular values s (r,).
+
+    Directions with s_k ≤ rtol · s_1 are dropped as numerically zero; the default
+    rtol = max(C, d) · eps(float64) is NumPy's ``matrix_rank`` rule. The centred means sum to
+    zero with weights n_c, so their exact rank is at most C − 1 and the C-th direction is
+    rounding noise that this drops.
+    """
+    _, s, vh = torch.linalg.svd(means, full_matrices=False)
+    rtol = max(means.shape) * torch.finfo(means.dtype).eps if rtol is None else rtol
+    keep = s > rtol * s[0]
+    return vh[keep].T, s[keep]
+
+
+def trace_within(sq_dev: torch.Tensor, counts: torch.Tensor) -> float:
+    """Tr Σ_W from sq_dev (C,) = Σ_{i in c} ‖h_i − μ_c‖² and counts (C,)."""
+    return (sq_dev.sum() / counts.sum()).item()
+
+
+def trace_between(centred: torch.Tensor) -> float:
+    """Tr Σ_B = Σ_c ‖μ̃_c‖² / C for centred means (C, d)."""
+    return (centred.square().sum() / centred.shape[0]).item()
+
+
+def nc1(within_proj: torch.Tensor, s: torch.Tensor) -> float:
+    """NC1 = Tr(Σ_W Σ_B⁺)/C = Σ_k u_kᵀ Σ_W u_k / s_k².
+
+    within_proj (r,): u_kᵀ Σ_W u_k on the between-class directions u_k of ``mean_basis(centred)``;
+    s (r,): the singular values of the centred means that go with them.
+    """
+    return (within_proj / s.square()).sum().item()
+
+
+def cdnv(means: torch.Tensor, variances: torch.Tensor) -> float:
+    """Mean over c≠c' of (Var_c + Var_c') / (2‖μ_c − μ_c'‖²); means (C, d), Var_c (C,) = mean ‖h − μ_c‖² in c."""
+    i, j = torch.triu_indices(len(means), len(means), offset=1, device=means.device)
+    dist2 = (means[i] - means[j]).square().sum(1)
+    return ((variances[i] + variances[j]) / (2 * dist2)).mean().item()
+
+
+def _pair_cosines(centred: torch.Tensor) -> torch.Tensor:
+    """cos(μ̃_c, μ̃_c') for all pairs c < c', (C(C−1)/2,)."""
+    unit = centred / centred.norm(dim=1, keepdim=True)
+    i, j = torch.triu_indices(len(unit), len(unit), offset=1, device=unit.device)
+    return (unit[i] * unit[j]).sum(1)
+
+
+def nc2_cos_mean(centred: torch.Tensor) -> float:
+    """Mean pairwise cosine of the centred means plus 1/(C−1): 0 at a simplex ETF (eq 2.19)."""
+    return (_pair_cosines(centred).mean() + 1 / (len(centred) - 1)).item()
+
+
+def nc2_cos_std(centred: torch.Tensor) -> float:
+    """Population std of the pairwise cosines of the centred means (eq 2.20)."""
+    return _pair_cosines(centred).std(correction=0).item()
+
+
+def nc2_norm_cv(centred: torch.Tensor) -> float:
+    """Population std / mean of the norms ‖μ̃_c‖ (eq 2.21)."""
+    norms = centred.norm(dim=1)
+    return (norms.std(correction=0) / norms.mean()).item()
+
+
+def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """A Linear (out, in) or conv (out, in, *k) weight as a matrix (out·prod(k), in), columns = input channels."""
+    return weight.movedim(1, -1).reshape(-1, weight.shape[1])
+
+
+def relative_singular_values(weight: torch.Tensor) -> torch.Tensor:
+    """σ_i / Σ_j σ_j of ``weight_matrix(weight)``, descending (eq 2.23); NC3 wants 1/C for i ≤ C, 0 beyond."""
+    s = torch.linalg.svdvals(weight_matrix(weight).double())
+    return s / s.sum()
+
+
+def avcos_pabs(weight: torch.Tensor, means: torch.Tensor, counts: torch.Tensor, *,
+               centered_means: bool = True, rtol: float | None = None) -> float:
+    """AvCosPABS: mean of the singular values of V_Cᵀ Q_M (eq 2.25-2.26).
+
+    weight: Linear (out, in) or conv (out, in, *k); means (C, in): class means of the
+    per-channel features (``channel_view``); counts (C,). V_C: the top-C right singular
+    vectors of ``weight_matrix(weight)``; Q_M: an orthonormal basis of the class-mean span,
+    of the centred means by default (the thesis's M) or of the raw means (the authors'
+    earlier code). The centred span has rank C − 1, so there are C − 1 principal angles, and
+    their mean is 1 exactly when the span lies inside the top-C singular space — whether the
+    weight has rank C or C − 1 (as the last layers reach, thesis 4.1.2). The raw means span C
+    dimensions, and 1 then means the two C-dimensional spaces coincide.
+    """
+    vh = torch.linalg.svd(weight_matrix(weight).double(), full_matrices=False).Vh
+    v_c = vh[: len(means)].T
+    q_m, _ = mean_basis(centre(means, counts) if centered_means else means, rtol)
+    return torch.linalg.svdvals(v_c.T @ q_m).mean().item()
+
+
+def ncc_predict(H: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """Nearest class centre: argmin_c ‖h − μ_c‖ for H (B, d) and means (C, d) -> (B,) (first on ties)."""
+    return (means.square().sum(1) - 2 * H @ means.T).argmin(1)
+
+
+# ---------------------------------------------------------------- streaming accumulation
+class LayerAccumulator:
+    """Two-pass float64 statistics of one layer on one split, on the device of its features.
+
+    Pass 1: ``add_means(H, y)`` for every batch, then ``end_means(ncc_means)``.
+    Pass 2: ``add_deviations(H, y, net_pred)`` for every batch, then ``measures()``.
+    ``H`` may be (B, *shape); it is flattened to (B, d) and cast to float64.
+    """
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.shape: torch.Size | None = None
+
+    def add_means(self, H: torch.Tensor, y: torch.Tensor) -> None:
+        h = flat_view(H).double()
+        if self.shape is None:
+            self.shape = H.shape[1:]
+            self.sums = h.new_zeros(self.num_classes, h.shape[1])
+            self.counts = h.new_zeros(self.num_classes)
+        self.sums.addmm_(self._one_hot(y, h).T, h)
+        self.counts += torch.bincount(y, minlength=self.num_classes)
+
+    def end_means(self, ncc_means: torch.Tensor | None = None) -> None:
+        """Fix the class means; NCC uses ``ncc_means`` (C, d) (train means on a test split), default these."""
+        if self.shape is None or (self.counts == 0).any():
+            raise ValueError(f"every class needs samples; counts per class: "
+                             f"{None if self.shape is None else self.counts.tolist()}")
+        self.means = self.sums / self.counts[:, None]
+        self.centred = centre(self.means, self.counts)
+        self.basis, self.singular_values = mean_basis(self.centred)
+        self.ncc_means = self.means if ncc_means is None else ncc_means.to(self.means)
+        self.sq_dev = torch.zeros_like(self.counts)
+        self.proj_sq = torch.zeros_like(self.singular_values)
+        self.ncc_hits = self.counts.new_zeros(2)  # [NCC == label, NCC == network argmax]
+
+    def add_deviations(self, H: torch.Tensor, y: torch.Tensor, net_pred: torch.Tensor) -> None:
+        h = flat_view(H).double()
+        one_hot = self._one_hot(y, h)
+        dev = torch.addmm(h, one_hot, self.means, alpha=-1)  # h_i − μ_{y_i}, exactly as a subtraction
+        self.sq_dev += torch.linalg.vector_norm(dev, dim=1).square() @ one_hot
+        self.proj_sq += (dev @ self.basis).square().sum(0)
+        pred = ncc_predict(h, self.ncc_means)
+        self.ncc_hits += torch.stack([(pred == y).sum(), (pred == net_pred).sum()])
+
+    def _one_hot(self, y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """(B, C) one-hot labels in ``like``'s dtype: class sums as a GEMM, much faster than index_add_ on CPU."""
+        return torch.nn.functional.one_hot(y, self.num_classes).to(like.dtype)
+
+    def channel_means(self, dim: int) -> torch.Tensor:
+        """Per-channel class means (C, n_channels): ``channel_view`` of the class means (C, *shape)."""
+        return channel_view(self.means.reshape(self.num_classes, *self.shape), dim)
+
+    def measures(self) -> dict[str, float]:
+        """All measures but NC3, keyed by the names of ``MEASURES``."""
+        n = self.counts.sum()
+        tw, tb = trace_within(self.sq_dev, self.counts), trace_between(self.centred)
+        acc, agree = (self.ncc_hits / n).tolist()
+        return {TRACE_W: tw, TRACE_B: tb, REL_TRACE_W: tw / (tw + tb),
+                NC1: nc1(self.proj_sq / n, self.singular_values),
+                CDNV: cdnv(self.means, self.sq_dev / self.counts),
+                NC2_COS_MEAN: nc2_cos_mean(self.centred), NC2_COS_STD: nc2_cos_std(self.centred),
+                NC2_NORM_CV: nc2_norm_cv(self.centred), NCC_ACC: acc, NCC_AGREE: agree}
+
+
+def measure_features(H: torch.Tensor, y: torch.Tensor, num_classes: int, *,
+                     net_pred: torch.Tensor | None = None, ncc_means: torch.Tensor | None = None) -> dict[str, float]:
+    """All measures but NC3 of in-memory features H (N, d) with labels y (N,) in [0, num_classes).
+
+    ``net_pred`` (N,): the network's predictions for NCC agreement (default: the labels);
+    ``ncc_means`` (C, d): the class means NCC uses (default: those of H).
+    """
+    acc = LayerAccumulator(num_classes)
+    acc.add_means(H, y)
+    acc.end_means(ncc_means)
+    acc.add_deviations(H, y, y if net_pred is None else net_pred)
+    return acc.measures()
+
+
+def _nc3(point: ProbePoint, acc: LayerAccumulator, centered_means: bool) -> dict[str, float]:
+    """AvCosPABS of a probe point whose module has a weight acting on its input channels, else nothing."""
+    weight = getattr(point.module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.ndim < 2:
+        return {}
+    means = acc.channel_means(channel_dim(point.module))
+    if weight.shape[1] != means.shape[1]:  # e.g. a grouped convolution
+        return {}
+    return {NC3_AVCOS: avcos_pabs(weight.detach(), means, acc.counts, centered_means=centered_means)}
+
+
+def _measure_split(model: nn.Module, batches: Batches, points: Sequence[ProbePoint], *, device: torch.device,
+                   train: Sequence[LayerAccumulator] | None, num_classes: int | None, progress: bool,
+                   split: str) -> list[LayerAccumulator]:
+    """Both passes over one split; NCC uses the means of ``train`` when given, else the split's own."""
+    modules = [p.module for p in points]
+    accs: list[LayerAccumulator] = []
+
+    def add_means(features, logits, y):
+        if not accs:
+            accs.extend(LayerAccumulator(num_classes or logits.shape[-1]) for _ in points)
+        for acc, h in zip(accs, features):
+            acc.add_means(h, y)
+
+    def add_deviations(features, logits, y):
+        pred = logits.argmax(-1)
+        for acc, h in zip(accs, features):
+            acc.add_deviations(h, y, pred)
+
+    stream_features(model, batches, modules, add_means, device=device, progress=progress, desc=f"{split} 1/2")
+    if not accs:
+        raise ValueError(f"the {split} split gave no batches")
+    for i, acc in enumerate(accs):
+        acc.end_means(None if train is None else train[i].means)
+    stream_features(model, batches, modules, add_deviations, device=device, progress=progress, desc=f"{split} 2/2")
+    return accs
+
+
+def measure_model(model: nn.Module, train_batches: Batches, test_batches: Batches | None = None,
+                  points: Sequence[ProbePoint | nn.Module] | None = None, *,
+                  device: torch.device | str | None = None, num_classes: int | None = None,
+                  centered_means: bool = True, progress: bool = True) -> pd.DataFrame:
+    """Measure every probe point of ``model`` on the train (and test) split.
+
+    ``*_batches``: normalised ``(x, y)`` batches, a zero-argument callable returning an
+    iterator (e.g. ``lambda: ds.batches(512)``) or a re-iterable (list, DataLoader): each split
+    is read twice. ``points``: ``probe_points(model)`` by default, or any modules (their order
+    gives the layer numbers). ``device``: where the model and the float64 statistics live
+    (default the model's; a given device moves the model). ``num_classes``: default the
+    width of the logits. ``centered_means``: class-mean span for NC3, see ``avcos_pabs``.
+
+    NCC (NC4) uses the train class means on both splits; every other measure uses the
+    split's own statistics. Returns the tidy table ``COLUMNS`` = (split, layer, name, measure,
+    value), one row per split, layer and measure of ``MEASURES`` (NC3 only where the module
+    has a weight on its input channels).
+    """
+    for batches in (train_batches, test_batches):
+        if batches is not None and not is_reiterable(batches):
+            raise TypeError("each split is read twice: pass a zero-argument callable or a re-iterable, "
+                            "not a one-shot iterator or generator")
+    if device is not None:
+        model.to(device)
+    device = model_device(model)
+    names = {m: n for n, m in model.named_modules()}
+    points = probe_points(model) if points is None else [
+        p if isinstance(p, ProbePoint) else ProbePoint(i, names.get(p, type(p).__name__), p)
+        for i, p in enumerate(points)]
+    splits = {"train": _measure_split(model, train_batches, points, device=device, train=None,
+                                      num_classes=num_classes, progress=progress, split="train")}
+    if test_batches is not None:
+        splits["test"] = _measure_split(model, test_batches, points, device=device, train=splits["train"],
+                                        num_classes=num_classes, progress=progress, split="test")
+    rows = [(split, p.layer, p.name, measure, value)
+            for split, accs in splits.items() for p, acc in zip(points, accs)
+            for measure, value in {**acc.measures(), **_nc3(p, acc, centered_means)}.items()]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def weight_spectra(points: Sequence[ProbePoint], k: int = 30) -> pd.DataFrame:
+    """NC3 relative singular values (eq 2.23) of each probe point's weight, the top ``k`` of each.
+
+    A second tidy table (layer, name, index, sv_rel), index 1-based: the spectrum depends on
+    the weights only, not on a split, and has a length of its own per layer, so it is kept out
+    of the per-split measure table. Points whose module has no matrix weight are skipped.
+    """
+    rows = [(p.layer, p.name, i + 1, v)
+            for p in points if isinstance(getattr(p.module, "weight", None), torch.Tensor) and p.weight.ndim >= 2
+            for i, v in enumerate(relative_singular_values(p.weight.detach())[:k].tolist())]
+    return pd.DataFrame(rows, columns=["layer", "name", "index", "sv_rel"])
+
+
+def collapse_layer(values: pd.DataFrame | pd.Series, measure: str = REL_TRACE_W, threshold: float = 0.2, *,
+                   split: str = "train") -> int | None:
+    """First layer from which ``measure`` stays below ``threshold`` through the last layer; None if never.
+
+    ``values``: the ``measure_model`` table (filtered to ``split`` and ``measure``) or a Series
+    of one measure indexed by layer. The default rule is thesis 4.1.1's: the relative
+    within-class trace below 0.2 (SPEC "Measures"); CDNV (the authors' earlier code) and NC1
+    can be chosen by ``measure``. Requiring the measure to stay below from that layer on
+    makes a dip in early layers, followed by a rise, not count as collapse. NaN counts as
+    not below.
+    """
+    if isinstance(values, pd.DataFrame):
+        rows = values[(values["split"] == split) & (values["measure"] == measure)]
+        values = rows.set_index("layer")["value"]
+    values = values.sort_index()
+    not_below = [i for i, v in enumerate(values.to_numpy()) if not v < threshold]
+    first = not_below[-1] + 1 if not_below else 0
+    return int(values.index[first]) if first < len(values) else None
