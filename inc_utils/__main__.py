@@ -52,8 +52,16 @@ def _sweep(args) -> None:
 
 
 def _reproduce(args) -> None:
-    from .reproduce import reproduce
-    reproduce(args.scale)
+    import pandas as pd
+    from .reproduce import plan_scale, reproduce
+    if not args.dry_run:
+        reproduce(args.scale)
+        return
+    table = plan_scale(args.scale)
+    with pd.option_context("display.width", 200, "display.max_rows", None):
+        print(table.to_string(index=False))
+    for chapter, rows in table.groupby("chapter", sort=False):
+        print(f"{chapter}: {len(rows)} runs, {int(rows.model_epochs_left.sum())} model-epochs to train")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
 
     p_rep = sub.add_parser("reproduce", help="execute every chapter notebook with papermill into build/<scale>/")
     p_rep.add_argument("--scale", default="smoke", help="parameter set under params/ (smoke, paper)")
+    p_rep.add_argument("--dry-run", action="store_true",
+                       help="validate the parameter files and list the runs and model-epochs, train nothing")
     p_rep.set_defaults(func=_reproduce)
 
     r = sub.add_parser("runs", help="list runs with their status")

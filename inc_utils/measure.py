@@ -84,3 +84,30 @@ def measure_run(run: Run | str | Path, *, epochs: list[int] | None = None, batch
 def _tidy(table: pd.DataFrame) -> pd.DataFrame:
     columns = ["run", "epoch", "split", "layer", "name", "measure", "value"]
     return table[columns].sort_values(["epoch", "split", "layer"], kind="stable").reset_index(drop=True)
+
+
+def collapse_summary(configs: list, *, runs_dir: str | Path | None = None, measure: str = "rel_trace_w",
+                     threshold: float = 0.2, accuracy_floor: float = 0.35, device: str | None = None,
+                     data_root: str | Path | None = None, progress: bool | None = None) -> pd.DataFrame:
+    """One row per config: hyperparameters, status, final accuracies, layer of collapse.
+
+    Each finished run is measured at its last epoch only (cached like ``measure_run``).
+    ``included`` is False for runs that diverged, failed, are unfinished, or end below
+    ``accuracy_floor`` test accuracy (thesis 4.2 leaves out models under 35%); ``reason`` says why.
+    """
+    from .metrics import collapse_layer
+    rows = []
+    for cfg in configs:
+        run = Run.for_config(cfg, runs_dir)
+        status = run.status()["status"]
+        row = {"run": cfg.name, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "seed": cfg.seed, "status": status,
+               "train_acc": float("nan"), "test_acc": float("nan"), "collapse_layer": None}
+        if status == "done":
+            metrics, _ = measure_run(run, epochs=[cfg.epochs], device=device, data_root=data_root, progress=progress)
+            net = metrics[metrics["measure"] == NET_ACC].set_index("split")["value"]
+            row.update(train_acc=net["train"], test_acc=net["test"],
+                       collapse_layer=collapse_layer(metrics, measure, threshold))
+        reason = ("" if status == "done" and row["test_acc"] >= accuracy_floor
+                  else status if status != "done" else f"test accuracy below {accuracy_floor:g}")
+        rows.append({**row, "included": not reason, "reason": reason})
+    return pd.DataFrame(rows)

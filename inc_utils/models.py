@@ -120,6 +120,12 @@ def probe_points(model: nn.Module) -> list[ProbePoint]:
     return points
 
 
+def num_layers(arch: str, depth: int) -> int:
+    """Number of probe points of ``arch``-``depth`` without building it: L + 1 for MLP-L and
+    ConvNet-L (their L hidden blocks plus the classifier), L for ResNet-L."""
+    return depth if arch == "resnet" else depth + 1
+
+
 def build_model(arch: str, depth: int, *, in_shape: tuple[int, int, int], num_classes: int,
                 width: int = 1024, bias: bool = False, cifar_stem: bool = True,
                 first_relu: bool = True) -> nn.Module:

@@ -183,18 +183,21 @@ def plot_grid(tables: dict[str, pd.DataFrame], measures: dict[str, str] = GRID_M
     return fig
 
 
-def plot_collapse_vs_error(summary: pd.DataFrame, title: str = "") -> plt.Figure:
+def plot_collapse_vs_error(summary: pd.DataFrame, num_layers: int, title: str = "") -> plt.Figure:
     """Thesis Fig 4.2.1: layer of collapse against test error, one colour per learning rate, one
-    marker per weight decay; repeated seeds are jittered sideways so each stays visible."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    marker per weight decay; repeated seeds are jittered sideways so each stays visible. Runs that
+    never collapse are drawn at x = ``num_layers`` (labelled "none")."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     lrs = sorted(summary["lr"].unique())
     colors = dict(zip(lrs, plt.get_cmap("viridis")(np.linspace(0, 0.9, len(lrs)))))
     markers = dict(zip(sorted(summary["weight_decay"].unique()), "osD^v<>"))
     rng = np.random.default_rng(0)
     for (lr, wd), group in summary.groupby(["lr", "weight_decay"]):
-        x = group["collapse_layer"].to_numpy(float) + rng.uniform(-0.15, 0.15, len(group))
+        layer = pd.to_numeric(group["collapse_layer"], errors="coerce").fillna(num_layers).to_numpy(float)
+        x = layer + rng.uniform(-0.15, 0.15, len(group))
         ax.scatter(x, 1 - group["test_acc"], color=colors[lr], marker=markers[wd], s=36, edgecolor="black",
                    linewidth=0.4, label=f"lr {lr:g}, wd {wd:g}")
+    ax.set_xticks(range(num_layers + 1), [*map(str, range(num_layers)), "none"])
     ax.set(xlabel="layer of collapse", ylabel="test error", title=title)
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()

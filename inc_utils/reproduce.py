@@ -13,7 +13,9 @@ import os
 import time
 from pathlib import Path
 
-from .config import ConfigError, read_yaml
+import pandas as pd
+
+from .config import ConfigError, RunConfig, from_dict, read_yaml
 from .runs import atomic_write_text, project_root
 
 
@@ -37,13 +39,51 @@ def check_parameters(notebook, params: dict, source: Path) -> None:
                           f"the notebook declares {', '.join(sorted(declared))}")
 
 
-def execute(source: Path, params_file: Path, out_dir: Path) -> Path:
-    """Run one chapter into ``out_dir``; returns the executed notebook's path."""
+def configs_in(params: dict) -> list[RunConfig]:
+    """The training runs a chapter's parameters ask for: ``experiments`` (a list of run configs),
+    ``experiment`` (one) and ``sweeps`` (label -> base + grid); all validated."""
+    from .sweep import SweepConfig
+    configs = [from_dict(e) for e in params.get("experiments", [])]
+    if "experiment" in params:
+        configs.append(from_dict(params["experiment"]))
+    for sweep in params.get("sweeps", {}).values():
+        configs += from_dict(sweep, SweepConfig).configs()
+    return configs
+
+
+def _as_notebook(source: Path):
     import jupytext
-    import nbformat
-    import papermill
     notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return notebook
+
+
+def plan_scale(scale: str, root: Path | None = None) -> pd.DataFrame:
+    """Dry run of ``reproduce``: validate every chapter's parameters (keys and run configs) and
+    list the runs with the model-epochs still to train."""
+    import nbformat
+    from .sweep import plan
+    root = root or project_root() or Path.cwd()
+    tables = []
+    for source, params_file in chapters(root, scale):
+        params = read_yaml(params_file)
+        tmp = root / "build" / f".{source.stem}.inspect.ipynb"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(_as_notebook(source), tmp)
+        try:
+            check_parameters(str(tmp), params, params_file)
+        finally:
+            tmp.unlink(missing_ok=True)
+        tables.append(plan(configs_in(params)).assign(chapter=source.stem))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return table.drop_duplicates("run")
+
+
+def execute(source: Path, params_file: Path, out_dir: Path) -> Path:
+    """Run one chapter into ``out_dir``; returns the executed notebook's path."""
+    import nbformat
+    import papermill
+    notebook = _as_notebook(source)
     params = read_yaml(params_file)
     tmp_in = out_dir / f".{source.stem}.input.ipynb"
     nbformat.write(notebook, tmp_in)

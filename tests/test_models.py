@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from inc_utils.models import build_model, probe_points
+from inc_utils.models import build_model, num_layers, probe_points
 
 
 def _features(model, points, x):
@@ -21,7 +21,7 @@ def _features(model, points, x):
 def test_mlp_probe_points_are_layer_inputs():
     model = build_model("mlp", 10, in_shape=(1, 8, 8), num_classes=10, width=32)
     points = probe_points(model)
-    assert len(points) == 11 and [p.layer for p in points] == list(range(11))
+    assert len(points) == 11 == num_layers("mlp", 10) and [p.layer for p in points] == list(range(11))
     assert all(isinstance(p.module, nn.Linear) for p in points)
     x = torch.randn(5, 1, 8, 8)
     feats, out = _features(model, points, x)
@@ -35,7 +35,7 @@ def test_mlp_probe_points_are_layer_inputs():
 def test_convnet_probe_points_and_shapes():
     model = build_model("convnet", 5, in_shape=(3, 32, 32), num_classes=10, width=16)
     points = probe_points(model)
-    assert len(points) == 6 and isinstance(points[-1].module, nn.Linear)
+    assert len(points) == 6 == num_layers("convnet", 5) and isinstance(points[-1].module, nn.Linear)
     x = torch.randn(2, 3, 32, 32)
     feats, out = _features(model, points, x)
     assert [tuple(f.shape[1:]) for f in feats] == [(3, 32, 32), (16, 16, 16), (16, 8, 8), (16, 8, 8),
@@ -51,7 +51,7 @@ def test_convnet_probe_points_and_shapes():
 def test_resnet_has_one_probe_point_per_layer(depth):
     model = build_model("resnet", depth, in_shape=(3, 32, 32), num_classes=10)
     points = probe_points(model)
-    assert len(points) == depth                             # ResNet-L: L weight layers, shortcuts skipped
+    assert len(points) == depth == num_layers("resnet", depth)  # ResNet-L: L weight layers, shortcuts skipped
     assert points[0].name == "conv1" and points[0].weight.shape[1:] == (3, 3, 3)
     assert points[-1].name == "fc" and points[-1].weight.shape[0] == 10
     assert not any("downsample" in p.name for p in points)

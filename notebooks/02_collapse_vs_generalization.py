@@ -1,0 +1,139 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 2 — Layer of collapse and generalization
+#
+# Companion to thesis section 4.2 and appendix C.1. Does the depth at which a network's features
+# collapse say anything about how well it generalizes? We train the same architecture over a grid
+# of learning rates, weight decays and seeds, find each trained network's layer of collapse
+# (chapter 1's rule), and plot it against the test error.
+#
+# What the thesis reports for MLP-10, ConvNet-20 and ResNet50 on CIFAR10: the best-generalizing
+# hyperparameters collapse somewhere in the middle of the network; repeated seeds of one
+# hyperparameter pair land close together in both collapse layer and error; slightly worse
+# networks collapse both earlier and later than the best; and networks with the same collapse
+# layer can still generalize very differently. Networks under 35% test accuracy, and runs that
+# diverged, are left out and counted.
+
+# %%
+# Colab: install the package (torch is already there). Elsewhere this cell does nothing.
+import importlib.util
+import subprocess
+import sys
+
+INC_REPO = "git+https://github.com/inc-companion/inc-companion"  # edit if you work from a fork
+if "google.colab" in sys.modules and importlib.util.find_spec("inc_utils") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"inc-utils[notebooks] @ {INC_REPO}"], check=True)
+
+# %% tags=["parameters"]
+sweeps = {
+    "MLP-8 on digits": {
+        "base": {"dataset": "digits", "arch": "mlp", "depth": 8, "width": 128, "epochs": 200,
+                 "lr_milestones": [57, 114], "eval_every": 50},
+        "grid": {"lr": [0.01, 0.05], "weight_decay": [0.001, 0.005], "seed": [0, 1]},
+    },
+}
+accuracy_floor = 0.35
+collapse_measure = "rel_trace_w"
+collapse_threshold = 0.2
+executor = "local"
+batched = True
+device = "auto"
+data_dir = None
+
+# %%
+import warnings
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from inc_utils import plots
+from inc_utils.config import from_dict
+from inc_utils.measure import collapse_summary
+from inc_utils.models import num_layers
+from inc_utils.sweep import SweepConfig, plan, run_sweep
+from inc_utils.train import resolve_device
+
+warnings.filterwarnings("ignore", category=UserWarning)
+device = resolve_device(device)
+print("GPU:", torch.cuda.get_device_name() if device.startswith("cuda") else "none, running on the CPU")
+sweep_configs = {label: from_dict(s, SweepConfig).configs() for label, s in sweeps.items()}
+
+# %% [markdown]
+# ## The sweep
+# Every combination of the grid is one run; runs that already finished are cache hits. With
+# `batched=True`, MLPs that differ only in learning rate, weight decay or seed train together.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for label, configs in sweep_configs.items():
+    todo = plan(configs)
+    print(f"{label}: {len(configs)} runs; {int((todo.model_epochs_left > 0).sum())} to train "
+          f"({int(todo.model_epochs_left.sum())} model-epochs)")
+
+# %%
+for configs in sweep_configs.values():
+    run_sweep(configs, executor=executor, batched=batched, device=device, data_root=data_dir)
+
+# %% [markdown]
+# ## Layer of collapse per run
+# Each finished run is measured at its last epoch. `included` marks the runs that enter the figure.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+summary = pd.concat([collapse_summary(configs, measure=collapse_measure, threshold=collapse_threshold,
+                                      accuracy_floor=accuracy_floor, device=device, data_root=data_dir)
+                     .assign(sweep=label) for label, configs in sweep_configs.items()], ignore_index=True)
+columns = ["sweep", "lr", "weight_decay", "seed", "status", "train_acc", "test_acc", "collapse_layer", "included"]
+print(summary[columns].round(3).to_string(index=False))
+for label, rows in summary.groupby("sweep", sort=False):
+    excluded = rows[~rows.included]
+    reasons = ", ".join(f"{n} {r}" for r, n in excluded.reason.value_counts().items())
+    print(f"{label}: {len(excluded)} of {len(rows)} runs excluded" + (f" ({reasons})" if reasons else ""))
+
+# %% [markdown]
+# ## Collapse layer against test error (thesis Fig 4.2.1)
+# One colour per learning rate, one marker per weight decay, each seed its own point (slightly
+# jittered sideways). Runs whose features never collapse sit at "none".
+
+# %%
+for i, (label, configs) in enumerate(sweep_configs.items()):
+    rows = summary[(summary.sweep == label) & summary.included]
+    fig = plots.plot_collapse_vs_error(rows, num_layers(configs[0].arch, configs[0].depth), label)
+    plots.save_figure(fig, f"ch2_collapse_vs_error_{i}")
+    plt.show()
+
+# %% [markdown]
+# ## Per hyperparameter pair
+# Mean and spread over seeds: a pair whose seeds agree on the collapse layer tends to agree on
+# the error too (thesis 4.2, second observation).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pairs = (summary[summary.included].astype({"collapse_layer": float})
+         .groupby(["sweep", "lr", "weight_decay"], sort=False)
+         .agg(runs=("seed", "size"), test_acc=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
+              collapse_mean=("collapse_layer", "mean"), collapse_min=("collapse_layer", "min"),
+              collapse_max=("collapse_layer", "max")))
+print(pairs.round(3).to_string())
+
+# %% [markdown]
+# ## Export
+# The full run table (every run, included or not) for your own analysis: `summary.to_csv(...)`.
+
+# %%
+summary

@@ -1,0 +1,58 @@
+"""Parameter files and notebooks: keys match each notebook, run configs validate, pairs in sync."""
+from pathlib import Path
+
+import jupytext
+import pytest
+
+from inc_utils.config import ConfigError
+from inc_utils.reproduce import chapters, configs_in, plan_scale, read_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+
+
+@pytest.mark.parametrize("scale", ["smoke", "paper"])
+def test_every_chapter_has_valid_parameters_at_each_scale(scale, tmp_path, monkeypatch):
+    monkeypatch.setenv("INC_RUNS_DIR", str(tmp_path))
+    assert [src for src, _ in chapters(ROOT, scale)] == SOURCES
+    table = plan_scale(scale, ROOT)
+    assert (table.status == "pending").all() and (table.model_epochs_left > 0).all()
+    for _, params_file in chapters(ROOT, scale):
+        assert configs_in(read_yaml(params_file))
+
+
+def test_paper_scale_is_the_thesis_configuration():
+    ch1 = configs_in(read_yaml(ROOT / "params/paper/01_intermediate_nc.yaml"))
+    assert {(c.arch, c.depth) for c in ch1} == {("mlp", 10), ("convnet", 20), ("resnet", 50)}
+    assert {c.dataset for c in ch1} == {"mnist", "fashion_mnist", "svhn", "cifar10"}
+    for c in ch1:
+        assert (c.epochs, c.lr_milestones, c.lr_factor, c.batch_size) == (350, [100, 200], 0.1, 128)
+        assert c.weight_decay == (5e-5 if c.arch == "resnet" else 2e-3)
+        assert c.width == (1024 if c.arch == "mlp" else 128 if c.arch == "convnet" else c.width)
+    ch2 = configs_in(read_yaml(ROOT / "params/paper/02_collapse_vs_generalization.yaml"))
+    mlp = [c for c in ch2 if c.arch == "mlp"]
+    assert sorted({c.lr for c in mlp}) == [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2]
+    assert len(mlp) == 11 * 3 * 3
+
+
+def test_unknown_parameter_is_rejected(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "params" / "smoke").mkdir(parents=True)
+    (tmp_path / "notebooks" / "01_x.py").write_text('# %% tags=["parameters"]\nalpha = 1\n')
+    (tmp_path / "params" / "smoke" / "01_x.yaml").write_text("alpha: 2\nbeta: 3\n")
+    with pytest.raises(ConfigError, match="unknown parameter.*beta; the notebook declares alpha"):
+        plan_scale("smoke", tmp_path)
+    with pytest.raises(ConfigError, match="unknown scale 'huge'"):
+        plan_scale("huge", tmp_path)
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_paired_ipynb_is_in_sync_and_has_no_outputs(source):
+    paired = source.with_suffix(".ipynb")
+    assert paired.exists(), f"run: jupytext --sync {source}"
+    from_py, from_ipynb = jupytext.read(source), jupytext.read(paired)
+    assert [c.source for c in from_py.cells] == [c.source for c in from_ipynb.cells], \
+        f"out of sync, run: jupytext --sync {source}"
+    assert all(not c.get("outputs") for c in from_ipynb.cells if c.cell_type == "code")
+    tags = [c.metadata.get("tags", []) for c in from_py.cells]
+    assert sum("parameters" in t for t in tags) == 1
