@@ -1,0 +1,13 @@
+"""Test session environment: no progress bars, a fresh runs directory, figures off-screen.
+
+Set before any notebook kernel starts, so nbval's kernels inherit it: the reference notebooks
+retrain their runs from scratch in a temporary folder instead of reading the user's ``runs/``.
+"""
+import os
+import tempfile
+
+_session = tempfile.mkdtemp(prefix="inc-tests-")
+os.environ["INC_RUNS_DIR"] = os.path.join(_session, "runs")
+os.environ["INC_FIGURES_DIR"] = os.path.join(_session, "figures")
+os.environ["INC_PROGRESS"] = "0"
+os.environ["MPLBACKEND"] = "Agg"
