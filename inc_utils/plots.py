@@ -202,3 +202,121 @@ def plot_collapse_vs_error(summary: pd.DataFrame, num_layers: int, title: str = 
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig
+
+
+# Chapters 3 and 4: one panel per layer ---------------------------------------------------------
+
+def _layer_grid(layers: list[int], ncols: int = 4, size: float = 2.8, collapse: int | None = None):
+    """A grid with one square-ish panel per layer, titled; post-collapse layers titled in green."""
+    ncols = min(ncols, len(layers))
+    nrows = -(-len(layers) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    flat = list(axes.flat)
+    for ax, layer in zip(flat, layers):
+        post = collapse is not None and layer >= collapse
+        ax.set_title(f"layer {layer}" + (" (collapsed)" if post else ""), fontsize=9,
+                     color="tab:green" if post else "black")
+    for ax in flat[len(layers):]:
+        ax.remove()
+    return fig, flat[:len(layers)]
+
+
+def plot_umap(embeddings: dict[int, np.ndarray], colors: dict[int, np.ndarray] | np.ndarray, title: str = "",
+              collapse: int | None = None, kind: str = "class") -> plt.Figure:
+    """UMAP panels per layer (thesis Fig 4.3.1, C.2.3, C.2.4). ``colors``: per point, a class or
+    an induced label (``kind="class"``, -1 = excluded, grey), or a bool "label is wrong"
+    (``kind="error"``: errors red, correct light grey, drawn on top)."""
+    fig, axes = _layer_grid(sorted(embeddings), collapse=collapse)
+    for ax, layer in zip(axes, sorted(embeddings)):
+        xy = embeddings[layer]
+        c = np.asarray(colors[layer] if isinstance(colors, dict) else colors)
+        if kind == "error":
+            ax.scatter(*xy[~c].T, s=1, color="lightgrey", rasterized=True)
+            ax.scatter(*xy[c].T, s=2, color="tab:red", rasterized=True)
+            ax.text(0.02, 0.02, f"{c.mean():.1%} wrong", transform=ax.transAxes, fontsize=8)
+        else:
+            palette = plt.get_cmap("tab10")(np.mod(c, 10))
+            palette[c < 0] = (0.8, 0.8, 0.8, 1.0)
+            ax.scatter(*xy.T, s=1, c=palette, rasterized=True)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cluster_matrices(matrices: dict[int, pd.DataFrame], title: str = "", collapse: int | None = None,
+                          max_rows: int = 200) -> plt.Figure:
+    """Cluster-by-class matrices per layer (thesis Fig 4.3.2, C.2.5): rows = clusters ordered by
+    label then size, columns = classes, colour = share of the cluster's points in that class.
+    Layers with more than ``max_rows`` kept clusters show their ``max_rows`` largest per label order."""
+    fig, axes = _layer_grid(sorted(matrices), collapse=collapse)
+    for ax, layer in zip(axes, sorted(matrices)):
+        m = matrices[layer]
+        if len(m) > max_rows:
+            m = m.loc[m.index.get_level_values("size").argsort()[::-1][:max_rows]].sort_index(level=0, sort_remaining=False)
+        ax.imshow(m.to_numpy(), aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks(range(m.shape[1]), m.columns, fontsize=6)
+        ax.set_ylabel(f"{len(matrices[layer])} clusters", fontsize=8)
+        ax.set_yticks([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pca_tail(spectrum: pd.DataFrame, title: str = "", collapse: int | None = None,
+                  level: float = 0.01) -> plt.Figure:
+    """Thesis Fig 4.4.1: 1 − cumulative explained variance against component, per layer, with the
+    component where it passes ``level`` marked."""
+    layers = sorted(spectrum["layer"].unique())
+    fig, axes = _layer_grid(layers, collapse=collapse)
+    for ax, layer in zip(axes, layers):
+        rows = spectrum[spectrum["layer"] == layer]
+        ax.plot(rows["component"] + 1, rows["tail_share"].clip(lower=1e-12))
+        below = rows[rows["tail_share"] < level]
+        if len(below):
+            k = int(below["component"].iloc[0]) + 1
+            ax.axvline(k, color="tab:red", linewidth=0.8)
+            ax.text(0.95, 0.9, f"{k} comps < {level:g}", transform=ax.transAxes, ha="right", fontsize=8)
+        ax.axhline(level, color="grey", linewidth=0.8, linestyle=":")
+        ax.set(xscale="log", yscale="log", xlabel="component")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_l1_dimensionality(spectrum: pd.DataFrame, title: str = "", collapse: int | None = None,
+                           top: int = 100) -> plt.Figure:
+    """Thesis Fig 4.4.2: corresponding dimensionality π‖u‖₁²/2 of the top principal directions,
+    per layer, against the same for columns of a random orthonormal matrix (grey)."""
+    layers = sorted(spectrum["layer"].unique())
+    fig, axes = _layer_grid(layers, collapse=collapse)
+    for ax, layer in zip(axes, layers):
+        rows = spectrum[(spectrum["layer"] == layer) & (spectrum["component"] < top)]
+        ax.plot(rows["component"] + 1, np.pi * rows["random_l1"] ** 2 / 2, color="grey", linewidth=0.8,
+                label="random")
+        ax.plot(rows["component"] + 1, rows["corresponding_dim"], label="principal directions")
+        ax.set(xlabel="component", ylabel="π‖u‖₁²/2")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_neuron_sparsity(neurons: pd.DataFrame, title: str = "", collapse: int | None = None) -> plt.Figure:
+    """Thesis Figs 4.4.3-4.4.4: per layer, neurons sorted by sparsity (share of exact zeros, red,
+    right axis) with the mean ± std of their non-zero activations in the same order."""
+    layers = sorted(neurons["layer"].unique())
+    fig, axes = _layer_grid(layers, collapse=collapse)
+    for ax, layer in zip(axes, layers):
+        rows = neurons[neurons["layer"] == layer]
+        ax.fill_between(rows["rank"], rows["mean"] - rows["std"], rows["mean"] + rows["std"], alpha=0.3)
+        ax.plot(rows["rank"], rows["mean"], linewidth=0.8, label="non-zero mean ± std")
+        twin = ax.twinx()
+        twin.plot(rows["rank"], rows["sparsity"], color="tab:red", linewidth=1.2)
+        twin.set_ylim(0, 1.02)
+        twin.tick_params(labelsize=7, colors="tab:red")
+        ax.set_xlabel("neuron (sorted by sparsity)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,164 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 3 — Clustering the activations of intermediate layers
+#
+# Companion to thesis section 4.3 and appendix C.2. Chapter 1 measured collapse with summary
+# statistics. Here we look at the geometry directly: how do the training points arrange
+# themselves in each layer before and after the layer of collapse?
+#
+# Two tools (thesis 3.4). **UMAP** draws each layer's activations in 2-D while keeping cosine
+# neighbourhoods (20 neighbours). **Agglomerative clustering** with cosine distance and complete
+# linkage, cut at distance 0.7, groups points without knowing the labels; each cluster of at
+# least 3 points is then labelled by its majority class, smaller clusters are "excluded". If a
+# layer's clusters are pure, its features already separate the classes. The hierarchical accuracy
+# (eq. 4.1) asks whether each cluster of one layer lies inside a single cluster of the next, i.e.
+# whether the network refines its partition layer by layer. The thesis finds that it does not
+# before the collapse layer (4.3.3). The appendix repeats the clustering with Euclidean distance
+# and Ward linkage at threshold 0.5.
+
+# %%
+# Colab: install the package (torch is already there). Elsewhere this cell does nothing.
+import importlib.util
+import subprocess
+import sys
+
+INC_REPO = "git+https://github.com/inc-companion/inc-companion"  # edit if you work from a fork
+if "google.colab" in sys.modules and importlib.util.find_spec("inc_utils") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"inc-utils[notebooks] @ {INC_REPO}"], check=True)
+
+# %% tags=["parameters"]
+experiment = {"dataset": "digits", "arch": "mlp", "depth": 8, "width": 256, "epochs": 400, "lr": 0.05,
+              "weight_decay": 0.005, "lr_milestones": [114, 228], "checkpoints": [10, 25, 50, 100, 200],
+              "eval_every": 10}
+layers = None              # None: every layer, 0 (input) to the classifier's input
+n_per_class = None         # analyse a balanced subset of the train set; None: all of it
+subset_seed = 0
+cosine_threshold = 0.7
+ward_threshold = 0.5
+min_cluster_size = 3
+umap_neighbors = 20
+umap_seed = 0
+run_umap = True
+collapse_measure = "rel_trace_w"
+collapse_threshold = 0.2
+device = "auto"
+data_dir = None
+
+# %%
+import warnings
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from inc_utils import clustering as CL
+from inc_utils import metrics as M
+from inc_utils import plots
+from inc_utils.activations import collect_activations
+from inc_utils.config import from_dict
+from inc_utils.measure import load_model, measure_run
+from inc_utils.models import num_layers
+from inc_utils.train import load_splits, resolve_device, train
+
+warnings.filterwarnings("ignore", category=UserWarning)
+device = resolve_device(device)
+cfg = from_dict(experiment)
+label = f"{cfg.arch.upper()}-{cfg.depth} on {cfg.dataset}"
+layers = list(range(num_layers(cfg.arch, cfg.depth))) if layers is None else list(layers)
+
+# %% [markdown]
+# ## The network and its layer of collapse
+# Trained (or loaded from the run cache) exactly as in chapter 1; the collapse layer comes from
+# the NC measures of its last checkpoint.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+run = train(cfg, device=device, data_root=data_dir)
+metrics, _ = measure_run(run, epochs=[cfg.epochs], device=device, data_root=data_dir)
+collapse = M.collapse_layer(metrics, collapse_measure, collapse_threshold)
+train_set, _ = load_splits(cfg, device, data_dir)
+if n_per_class is not None:
+    train_set = train_set.subset(n_per_class, subset_seed)
+model = load_model(run, cfg.epochs, device, train_set.in_shape, train_set.num_classes)
+acts, y, predicted = collect_activations(model, train_set, layers)
+print(f"{label}: collapse at layer {collapse}; {len(y)} training points, layers {layers}")
+print("feature dimensions:", {layer: a.shape[1] for layer, a in acts.items()})
+
+# %% [markdown]
+# ## Cosine clustering (thesis 4.3.2, Tables 4.3.1 and 4.3.2)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cos_clusters = CL.cluster_layers(acts, "cosine", "complete", cosine_threshold)
+table = CL.clustering_table(cos_clusters, y, min_cluster_size)
+table["collapsed"] = table.layer >= collapse if collapse is not None else False
+print(table.round(3).to_string(index=False))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+hierarchy = CL.hierarchy_table(cos_clusters)
+print(hierarchy.round(3).to_string(index=False))
+
+# %% [markdown]
+# Cluster-by-class matrices (thesis Fig 4.3.2): one row per kept cluster, ordered by its majority
+# label and then by size, coloured by the share of its points in each class. Before collapse
+# there are many small, mixed clusters; after it, about one pure cluster per class.
+
+# %%
+matrices = {layer: CL.cluster_class_matrix(c, y, min_cluster_size) for layer, c in cos_clusters.items()}
+plots.save_figure(plots.plot_cluster_matrices(matrices, f"Cosine clusters by class — {label}", collapse),
+                  "ch3_cluster_matrices")
+plt.show()
+
+# %% [markdown]
+# ## UMAP of every layer (thesis Fig 4.3.1, C.2.3, C.2.4)
+# Coloured by true class, by the label the cosine clustering induces (grey: excluded points), and
+# by where the induced label is wrong. The neighbour graph is computed exactly with one matrix
+# product per block (on the GPU when there is one) and handed to umap-learn.
+
+# %%
+if run_umap:
+    embeddings = {layer: CL.umap_embedding(a, umap_neighbors, umap_seed) for layer, a in acts.items()}
+    induced = {layer: CL.label_clusters(c, y, min_cluster_size).point_labels for layer, c in cos_clusters.items()}
+    wrong = {layer: (lab >= 0) & (lab != y) for layer, lab in induced.items()}
+    for name, colors, kind in (("true class", y, "class"), ("induced label", induced, "class"),
+                               ("induced-label errors", wrong, "error")):
+        fig = plots.plot_umap(embeddings, colors, f"UMAP by {name} — {label}", collapse, kind)
+        plots.save_figure(fig, f"ch3_umap_{kind}_{name.split()[0]}")
+        plt.show()
+
+# %% [markdown]
+# ## Euclidean distance with Ward linkage (appendix C.2.2, Tables C.2.1 and C.2.2)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+ward_clusters = CL.cluster_layers(acts, "euclidean", "ward", ward_threshold)
+print(CL.clustering_table(ward_clusters, y, min_cluster_size).round(3).to_string(index=False))
+print(CL.hierarchy_table(ward_clusters).round(3).to_string(index=False))
+
+# %%
+matrices = {layer: CL.cluster_class_matrix(c, y, min_cluster_size) for layer, c in ward_clusters.items()}
+plots.save_figure(plots.plot_cluster_matrices(matrices, f"Ward clusters by class — {label}", collapse),
+                  "ch3_cluster_matrices_ward")
+plt.show()
+
+# %% [markdown]
+# ## Export
+# Both clusterings as one tidy table: one row per layer and method.
+
+# %%
+pd.concat([CL.clustering_table(cos_clusters, y, min_cluster_size).assign(method="cosine/complete"),
+           CL.clustering_table(ward_clusters, y, min_cluster_size).assign(method="euclidean/ward")])

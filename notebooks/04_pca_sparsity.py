@@ -1,0 +1,138 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 4 — PCA and sparsity of the activations
+#
+# Companion to thesis section 4.4 and appendix C.2. If the features after the collapse layer are
+# essentially C points, how many dimensions do the layers really use, and are the directions
+# they use aligned with individual neurons?
+#
+# Three measurements per hidden layer (thesis 3.5):
+# * **PCA spectrum**: the eigenvalues of the activation covariance, drawn as the share of
+#   variance *not* explained by the first k components; we mark where it drops below 1%.
+# * **ℓ1 sparsity of the principal directions**: a unit vector u in d dimensions has ‖u‖₁ = 1 if it
+#   is one neuron and √d if it is spread evenly. π‖u‖₁²/2 turns this into a "corresponding
+#   dimensionality" — about k for a random direction within k coordinates — which we compare with
+#   the columns of a random orthonormal matrix.
+# * **Neuron sparsity**: the share of training points for which a neuron is exactly zero after the
+#   ReLU, neurons sorted by it, with the mean and spread of each neuron's non-zero values.
+
+# %%
+# Colab: install the package (torch is already there). Elsewhere this cell does nothing.
+import importlib.util
+import subprocess
+import sys
+
+INC_REPO = "git+https://github.com/inc-companion/inc-companion"  # edit if you work from a fork
+if "google.colab" in sys.modules and importlib.util.find_spec("inc_utils") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"inc-utils[notebooks] @ {INC_REPO}"], check=True)
+
+# %% tags=["parameters"]
+experiment = {"dataset": "digits", "arch": "mlp", "depth": 8, "width": 256, "epochs": 400, "lr": 0.05,
+              "weight_decay": 0.005, "lr_milestones": [114, 228], "checkpoints": [10, 25, 50, 100, 200],
+              "eval_every": 10}
+layers = None              # None: every hidden layer (1 to the classifier's input)
+n_per_class = None         # analyse a balanced subset of the train set; None: all of it
+subset_seed = 0
+variance_level = 0.01
+top_components = 100
+collapse_measure = "rel_trace_w"
+collapse_threshold = 0.2
+device = "auto"
+data_dir = None
+
+# %%
+import warnings
+
+import matplotlib.pyplot as plt
+
+from inc_utils import metrics as M
+from inc_utils import plots
+from inc_utils import spectra as SP
+from inc_utils.activations import collect_activations
+from inc_utils.config import from_dict
+from inc_utils.measure import load_model, measure_run
+from inc_utils.models import num_layers
+from inc_utils.train import load_splits, resolve_device, train
+
+warnings.filterwarnings("ignore", category=UserWarning)
+device = resolve_device(device)
+cfg = from_dict(experiment)
+label = f"{cfg.arch.upper()}-{cfg.depth} on {cfg.dataset}"
+layers = list(range(1, num_layers(cfg.arch, cfg.depth))) if layers is None else list(layers)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+run = train(cfg, device=device, data_root=data_dir)
+metrics, _ = measure_run(run, epochs=[cfg.epochs], device=device, data_root=data_dir)
+collapse = M.collapse_layer(metrics, collapse_measure, collapse_threshold)
+train_set, _ = load_splits(cfg, device, data_dir)
+if n_per_class is not None:
+    train_set = train_set.subset(n_per_class, subset_seed)
+model = load_model(run, cfg.epochs, device, train_set.in_shape, train_set.num_classes)
+acts, y, _ = collect_activations(model, train_set, layers)
+print(f"{label}: collapse at layer {collapse}; {len(y)} training points, hidden layers {layers}")
+
+# %% [markdown]
+# ## PCA spectra (thesis Fig 4.4.1, C.2.7)
+# After the collapse layer, C − 1 = 9 components hold almost all the variance: the class means
+# span a (C−1)-dimensional simplex and little else is left.
+
+# %%
+spectrum = SP.spectrum_table(acts)
+plots.save_figure(plots.plot_pca_tail(spectrum, f"1 − cumulative explained variance — {label}", collapse,
+                                      variance_level), "ch4_pca")
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+components = {layer: SP.components_to(spectrum[spectrum.layer == layer].eigenvalue.to_numpy(), variance_level)
+              for layer in layers}
+print(f"components needed to leave less than {variance_level:g} of the variance:", components)
+
+# %% [markdown]
+# ## ℓ1 sparsity of the principal directions (thesis Fig 4.4.2, C.2.8)
+# Principal directions far below the random baseline are concentrated on few neurons.
+
+# %%
+plots.save_figure(plots.plot_l1_dimensionality(spectrum, f"Corresponding dimensionality — {label}", collapse,
+                                               top_components), "ch4_l1")
+plt.show()
+
+# %% [markdown]
+# ## Neuron sparsity and non-zero activations (thesis Figs 4.4.3-4.4.4, C.2.9-C.2.10)
+
+# %%
+neurons = SP.neuron_table(acts)
+plots.save_figure(plots.plot_neuron_sparsity(neurons, f"Neurons sorted by sparsity — {label}", collapse),
+                  "ch4_neurons")
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+per_layer = neurons.groupby("layer").agg(mean_sparsity=("sparsity", "mean"),
+                                          dead_neurons=("sparsity", lambda s: int((s == 1).sum())),
+                                          mean_nonzero=("mean", "mean"))
+top = spectrum[spectrum.component < 10].groupby("layer").corresponding_dim.mean().rename("corr_dim_top10")
+print(per_layer.join(top).round(3).to_string())
+
+# %% [markdown]
+# ## Export
+# `spectrum` (one row per layer and component) and `neurons` (one row per layer and neuron) are
+# tidy tables: `spectrum.to_csv(...)`.
+
+# %%
+spectrum.head()
