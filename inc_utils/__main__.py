@@ -1,4 +1,4 @@
-"""Command line: ``python -m inc_utils {train,runs,sweep,reproduce} ...`` (also installed as ``inc``).
+"""Command line: ``python -m inc_utils {train,measure,runs,sweep,reproduce} ...`` (also installed as ``inc``).
 
 User mistakes (bad config, missing data, unknown run) exit with status 2 and one line
 on stderr, without a traceback.
@@ -29,6 +29,25 @@ def _runs(args) -> None:
         return
     with pd.option_context("display.width", 200, "display.max_rows", None):
         print(table.to_string(index=False))
+
+
+def _measure(args) -> None:
+    import pandas as pd
+    from pathlib import Path
+    from .measure import measure_run
+    from .metrics import collapse_layer
+    from .runs import Run, default_runs_dir
+    path = Path(args.run)
+    if not (path / "config.yaml").exists():
+        path = Path(args.runs_dir or default_runs_dir()) / args.run
+    if not (path / "config.yaml").exists():
+        raise FileNotFoundError(f"no run {args.run!r} (looked for {path}/config.yaml); `inc runs` lists them")
+    metrics, _ = measure_run(Run(path), device=args.device)
+    last = metrics[(metrics.epoch == metrics.epoch.max()) & (metrics.split == "train") & (metrics.layer >= 0)]
+    with pd.option_context("display.width", 200):
+        print(last.pivot_table(index="measure", columns="layer", values="value").to_string(float_format="{:.3g}".format))
+    print(f"layer of collapse (rel_trace_w < 0.2) at epoch {metrics.epoch.max()}: {collapse_layer(last)}")
+    print(f"tables: {path / 'metrics.csv'}, {path / 'weight_spectra.csv'}")
 
 
 def _sweep(args) -> None:
@@ -76,6 +95,12 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--download", action="store_true", help="let torchvision download a missing dataset")
     t.add_argument("--runs-dir", default=None, help="runs directory (default: $INC_RUNS_DIR or ./runs)")
     t.set_defaults(func=_train)
+
+    m = sub.add_parser("measure", help="measure NC1-4 at every checkpoint of a run (cached in its folder)")
+    m.add_argument("run", help="run name (see `inc runs`) or run folder")
+    m.add_argument("--device", default=None)
+    m.add_argument("--runs-dir", default=None)
+    m.set_defaults(func=_measure)
 
     s = sub.add_parser("sweep", help="train the missing runs of a sweep YAML (base + grid)")
     s.add_argument("sweep", help="sweep YAML with 'base' and 'grid'")

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
+import scipy.linalg
 import torch
 from torch import nn
 
@@ -149,6 +151,23 @@ def relative_singular_values(weight: torch.Tensor) -> torch.Tensor:
     return s / s.sum()
 
 
+def top_right_singular_vectors(weight: torch.Tensor, k: int) -> torch.Tensor:
+    """(in, min(k, rank bound)) orthonormal top-k right singular vectors of ``weight_matrix(weight)``.
+
+    Computed in float64 on the CPU from a subset eigendecomposition (LAPACK syevr) of the
+    smaller Gram matrix, several times faster than a full SVD of a 1024 x 1024 weight; for a
+    wide matrix (out < in) the top left vectors u_i give v_i ∝ Wᵀu_i, orthonormalised by QR.
+    """
+    W = weight_matrix(weight).detach().double().cpu().numpy()
+    wide = W.shape[0] < W.shape[1]
+    gram = W @ W.T if wide else W.T @ W
+    n = len(gram)
+    _, vecs = scipy.linalg.eigh(gram, subset_by_index=[n - min(k, n), n - 1])
+    if wide:
+        vecs = np.linalg.qr(W.T @ vecs)[0]
+    return torch.from_numpy(vecs).to(weight.device)
+
+
 def avcos_pabs(weight: torch.Tensor, means: torch.Tensor, counts: torch.Tensor, *,
                centered_means: bool = True, rtol: float | None = None) -> float:
     """AvCosPABS: mean of the singular values of V_Cᵀ Q_M (eq 2.25-2.26).
@@ -162,15 +181,9 @@ def avcos_pabs(weight: torch.Tensor, means: torch.Tensor, counts: torch.Tensor, 
     weight has rank C or C − 1 (as the last layers reach, thesis 4.1.2). The raw means span C
     dimensions, and 1 then means the two C-dimensional spaces coincide.
     """
-    vh = torch.linalg.svd(weight_matrix(weight).double(), full_matrices=False).Vh
-    v_c = vh[: len(means)].T
+    v_c = top_right_singular_vectors(weight, len(means)).to(means)
     q_m, _ = mean_basis(centre(means, counts) if centered_means else means, rtol)
     return torch.linalg.svdvals(v_c.T @ q_m).mean().item()
-
-
-def ncc_predict(H: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    """Nearest class centre: argmin_c ‖h − μ_c‖ for H (B, d) and means (C, d) -> (B,) (first on ties)."""
-    return (means.square().sum(1) - 2 * H @ means.T).argmin(1)
 
 
 # ---------------------------------------------------------------- streaming accumulation
@@ -192,7 +205,8 @@ class LayerAccumulator:
             self.shape = H.shape[1:]
             self.sums = h.new_zeros(self.num_classes, h.shape[1])
             self.counts = h.new_zeros(self.num_classes)
-        self.sums.addmm_(self._one_hot(y, h).T, h)
+        one_hot = torch.nn.functional.one_hot(y, self.num_classes).to(h.dtype)
+        self.sums.addmm_(one_hot.T, h)  # a GEMM: much faster than index_add_ on CPU
         self.counts += torch.bincount(y, minlength=self.num_classes)
 
     def end_means(self, ncc_means: torch.Tensor | None = None) -> None:
@@ -203,23 +217,23 @@ class LayerAccumulator:
         self.means = self.sums / self.counts[:, None]
         self.centred = centre(self.means, self.counts)
         self.basis, self.singular_values = mean_basis(self.centred)
-        self.ncc_means = self.means if ncc_means is None else ncc_means.to(self.means)
+        ncc_means = self.means if ncc_means is None else ncc_means.to(self.means)
+        # One GEMM of the deviations per batch serves NC1 and NCC: h·ν_c = (h − μ_y)·ν_c + μ_y·ν_c.
+        self._targets = torch.cat([self.basis, ncc_means.T], 1)  # (d, r + C)
+        self._cross = self.means @ ncc_means.T  # (C, C): μ_c · ν_c'
+        self._ncc_sq = ncc_means.square().sum(1)  # (C,): ‖ν_c‖²
         self.sq_dev = torch.zeros_like(self.counts)
         self.proj_sq = torch.zeros_like(self.singular_values)
         self.ncc_hits = self.counts.new_zeros(2)  # [NCC == label, NCC == network argmax]
 
     def add_deviations(self, H: torch.Tensor, y: torch.Tensor, net_pred: torch.Tensor) -> None:
-        h = flat_view(H).double()
-        one_hot = self._one_hot(y, h)
-        dev = torch.addmm(h, one_hot, self.means, alpha=-1)  # h_i − μ_{y_i}, exactly as a subtraction
-        self.sq_dev += torch.linalg.vector_norm(dev, dim=1).square() @ one_hot
-        self.proj_sq += (dev @ self.basis).square().sum(0)
-        pred = ncc_predict(h, self.ncc_means)
-        self.ncc_hits += torch.stack([(pred == y).sum(), (pred == net_pred).sum()])
-
-    def _one_hot(self, y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """(B, C) one-hot labels in ``like``'s dtype: class sums as a GEMM, much faster than index_add_ on CPU."""
-        return torch.nn.functional.one_hot(y, self.num_classes).to(like.dtype)
+        dev = flat_view(H) - self.means[y]  # h_i − μ_{y_i}, float64 by type promotion
+        self.sq_dev += torch.bincount(y, torch.linalg.vector_norm(dev, dim=1).square(), minlength=self.num_classes)
+        proj = dev @ self._targets
+        r = len(self.singular_values)
+        self.proj_sq += proj[:, :r].square().sum(0)
+        ncc = (self._ncc_sq - 2 * (proj[:, r:] + self._cross[y])).argmin(1)  # argmin_c ‖h − ν_c‖², first on ties
+        self.ncc_hits += torch.stack([(ncc == y).sum(), (ncc == net_pred).sum()])
 
     def channel_means(self, dim: int) -> torch.Tensor:
         """Per-channel class means (C, n_channels): ``channel_view`` of the class means (C, *shape)."""

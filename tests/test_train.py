@@ -154,3 +154,9 @@ def test_cli_train_and_list(tmp_path):
     assert out.stdout.strip() == f"done: {tmp_path / 'runs' / name}"
     out = _cli("runs", "--runs-dir", str(tmp_path / "runs"))
     assert name in out.stdout and "done" in out.stdout and "12/12" in out.stdout
+    out = _cli("measure", name, "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 0, out.stderr
+    assert "nc1" in out.stdout and "layer of collapse (rel_trace_w < 0.2) at epoch 12:" in out.stdout
+    assert (tmp_path / "runs" / name / "metrics.csv").exists()
+    out = _cli("measure", "no-such-run", "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 2 and out.stderr.startswith("error: no run 'no-such-run'")
