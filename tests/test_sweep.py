@@ -55,3 +55,16 @@ def test_cli_dry_run(tmp_path, capsys):
     path.write_text(yaml.safe_dump({"base": BASE, "grid": {"lr": [0.01, "fast"]}}))
     assert main(["sweep", str(path), "--dry-run", "--runs-dir", str(tmp_path)]) == 2
     assert "lr: expected float" in capsys.readouterr().err
+
+
+def test_batched_sweep_through_submitit_groups_mlps_and_runs_the_rest_alone(tmp_path):
+    from inc_utils.sweep import tasks_for
+    mlps = SweepConfig(base=BASE, grid={"lr": [0.01, 0.1], "seed": [0, 1]}).configs()
+    conv = mlps[0].replace(arch="convnet", depth=2, width=4)
+    diverging = mlps[0].replace(lr=1e6)
+    configs = [*mlps, diverging, conv]
+    tasks = tasks_for(configs, tmp_path, batched=True)
+    assert sorted(len(t) for t in tasks) == [1, 5]
+    table = run_sweep(configs, runs_dir=tmp_path, executor="submitit-local", batched=True)
+    assert table.status.tolist() == ["done"] * 4 + ["diverged", "done"]
+    assert tasks_for(configs, tmp_path, batched=True) == []
