@@ -205,8 +205,7 @@ class LayerAccumulator:
             self.shape = H.shape[1:]
             self.sums = h.new_zeros(self.num_classes, h.shape[1])
             self.counts = h.new_zeros(self.num_classes)
-        one_hot = torch.nn.functional.one_hot(y, self.num_classes).to(h.dtype)
-        self.sums.addmm_(one_hot.T, h)  # a GEMM: much faster than index_add_ on CPU
+        self.sums.addmm_(self._one_hot(y).T, h)
         self.counts += torch.bincount(y, minlength=self.num_classes)
 
     def end_means(self, ncc_means: torch.Tensor | None = None) -> None:
@@ -227,13 +226,18 @@ class LayerAccumulator:
         self.ncc_hits = self.counts.new_zeros(2)  # [NCC == label, NCC == network argmax]
 
     def add_deviations(self, H: torch.Tensor, y: torch.Tensor, net_pred: torch.Tensor) -> None:
-        dev = flat_view(H) - self.means[y]  # h_i − μ_{y_i}, float64 by type promotion
-        self.sq_dev += torch.bincount(y, torch.linalg.vector_norm(dev, dim=1).square(), minlength=self.num_classes)
+        one_hot = self._one_hot(y)
+        dev = flat_view(H).to(torch.float64, copy=True).addmm_(one_hot, self.means, alpha=-1)  # h_i − μ_{y_i}
+        self.sq_dev += torch.linalg.vector_norm(dev, dim=1).square() @ one_hot
         proj = dev @ self._targets
         r = len(self.singular_values)
         self.proj_sq += proj[:, :r].square().sum(0)
-        ncc = (self._ncc_sq - 2 * (proj[:, r:] + self._cross[y])).argmin(1)  # argmin_c ‖h − ν_c‖², first on ties
+        ncc = (self._ncc_sq - 2 * (proj[:, r:] + one_hot @ self._cross)).argmin(1)  # argmin_c ‖h − ν_c‖², first on ties
         self.ncc_hits += torch.stack([(ncc == y).sum(), (ncc == net_pred).sum()])
+
+    def _one_hot(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, C) float64 one-hot labels: per-class sums and gathers as GEMMs (index_add_ is slow on CPU)."""
+        return torch.nn.functional.one_hot(y, self.num_classes).double()
 
     def channel_means(self, dim: int) -> torch.Tensor:
         """Per-channel class means (C, n_channels): ``channel_view`` of the class means (C, *shape)."""
