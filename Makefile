@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test lab html clean
+.PHONY: setup reproduce references test lab clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 
 reproduce: $(STAMP)
 	$(PY) -m inc_utils reproduce --scale $(SCALE)
+
+references: $(STAMP)
+	$(MAKE) reproduce SCALE=smoke
+	$(PY) tests/make_references.py
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -110,4 +110,4 @@ def collapse_summary(configs: list, *, runs_dir: str | Path | None = None, measu
         reason = ("" if status == "done" and row["test_acc"] >= accuracy_floor
                   else status if status != "done" else f"test accuracy below {accuracy_floor:g}")
         rows.append({**row, "included": not reason, "reason": reason})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).astype({"collapse_layer": "Int64"})

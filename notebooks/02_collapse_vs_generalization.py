@@ -79,7 +79,6 @@ sweep_configs = {label: from_dict(s, SweepConfig).configs() for label, s in swee
 # `batched=True`, MLPs that differ only in learning rate, weight decay or seed train together.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 for label, configs in sweep_configs.items():
     todo = plan(configs)
     print(f"{label}: {len(configs)} runs; {int((todo.model_epochs_left > 0).sum())} to train "

@@ -3,10 +3,13 @@
 Set before any notebook kernel starts, so nbval's kernels inherit it: the reference notebooks
 retrain their runs from scratch in a temporary folder instead of reading the user's ``runs/``.
 """
+import atexit
 import os
+import shutil
 import tempfile
 
 _session = tempfile.mkdtemp(prefix="inc-tests-")
+atexit.register(shutil.rmtree, _session, ignore_errors=True)
 os.environ["INC_RUNS_DIR"] = os.path.join(_session, "runs")
 os.environ["INC_FIGURES_DIR"] = os.path.join(_session, "figures")
 os.environ["INC_PROGRESS"] = "0"

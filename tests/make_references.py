@@ -1,0 +1,33 @@
+"""Refresh the nbval references: copy the smoke-scale notebooks executed by `make reproduce`
+from build/smoke/ into tests/notebooks/, dropping image outputs (nbval never compares them).
+
+    make references     # = make reproduce SCALE=smoke && python tests/make_references.py
+"""
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def strip_images(notebook):
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if o.output_type == "stream" or "text/plain" in o.get("data", {})
+                            and not any(k.startswith("image/") for k in o.get("data", {}))]
+    return notebook
+
+
+def main() -> None:
+    dest = ROOT / "tests" / "notebooks"
+    dest.mkdir(exist_ok=True)
+    sources = sorted((ROOT / "build" / "smoke").glob("[0-9][0-9]_*.ipynb"))
+    if not sources:
+        raise SystemExit("no executed notebooks in build/smoke/: run `make reproduce SCALE=smoke` first")
+    for source in sources:
+        nbformat.write(strip_images(nbformat.read(source, as_version=4)), dest / source.name)
+        print(f"{source.name} -> {dest / source.name}")
+
+
+if __name__ == "__main__":
+    main()
