@@ -43,3 +43,17 @@ def collect_activations(model: nn.Module, data: Dataset, layers: list[int], *, b
     stream_features(model, lambda: data.batches(batch_size), [points[layer].module for layer in layers], keep,
                     progress=progress, desc="activations")
     return out, labels, preds
+
+
+def run_activations(run, layers: list[int], *, n_per_class: int | None = None, subset_seed: int = 0,
+                    epoch: int | None = None, device: str = "cpu", data_root=None, batch_size: int = 1024):
+    """``collect_activations`` of a trained run's checkpoint (default: its last epoch) over its
+    train split, or a balanced seeded subset of ``n_per_class`` points per class of it."""
+    from .measure import load_model
+    from .train import load_splits
+    config = run.config
+    train_set, _ = load_splits(config, device, data_root)
+    if n_per_class is not None:
+        train_set = train_set.subset(n_per_class, subset_seed)
+    model = load_model(run, epoch or config.epochs, device, train_set.in_shape, train_set.num_classes)
+    return collect_activations(model, train_set, layers, batch_size=batch_size)

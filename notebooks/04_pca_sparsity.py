@@ -62,11 +62,11 @@ import matplotlib.pyplot as plt
 from inc_utils import metrics as M
 from inc_utils import plots
 from inc_utils import spectra as SP
-from inc_utils.activations import collect_activations
+from inc_utils.activations import run_activations
 from inc_utils.config import from_dict
-from inc_utils.measure import load_model, measure_run
+from inc_utils.measure import measure_run
 from inc_utils.models import num_layers
-from inc_utils.train import load_splits, resolve_device, train
+from inc_utils.train import resolve_device, train
 
 warnings.filterwarnings("ignore", category=UserWarning)
 device = resolve_device(device)
@@ -79,11 +79,8 @@ layers = list(range(1, num_layers(cfg.arch, cfg.depth))) if layers is None else 
 run = train(cfg, device=device, data_root=data_dir)
 metrics, _ = measure_run(run, epochs=[cfg.epochs], device=device, data_root=data_dir)
 collapse = M.collapse_layer(metrics, collapse_measure, collapse_threshold)
-train_set, _ = load_splits(cfg, device, data_dir)
-if n_per_class is not None:
-    train_set = train_set.subset(n_per_class, subset_seed)
-model = load_model(run, cfg.epochs, device, train_set.in_shape, train_set.num_classes)
-acts, y, _ = collect_activations(model, train_set, layers)
+acts, y, _ = run_activations(run, layers, n_per_class=n_per_class, subset_seed=subset_seed,
+                             device=device, data_root=data_dir)
 print(f"{label}: collapse at layer {collapse}; {len(y)} training points, hidden layers {layers}")
 
 # %% [markdown]

@@ -27,3 +27,15 @@ def test_collect_activations_equals_the_probe_inputs():
     assert np.array_equal(y, data.y.numpy()) and np.array_equal(pred, logits.argmax(1).numpy())
     with pytest.raises(ValueError, match=r"layers \[4\] out of range"):
         collect_activations(model, data, [4])
+
+
+def test_run_activations_reads_the_last_checkpoint_on_a_balanced_subset(tmp_path):
+    from inc_utils.activations import run_activations
+    from inc_utils.config import RunConfig
+    from inc_utils.train import train
+    cfg = RunConfig(n_per_class=20, depth=2, width=16, epochs=3, lr_milestones=[])
+    run = train(cfg, runs_dir=tmp_path, progress=False)
+    acts, y, pred = run_activations(run, [0, 2], n_per_class=5, subset_seed=1)
+    assert acts[0].shape == (50, 64) and acts[2].shape == (50, 16)
+    assert np.bincount(y).tolist() == [5] * 10
+    assert (acts[2] >= 0).all() and pred.shape == (50,)
