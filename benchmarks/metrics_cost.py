@@ -30,6 +30,7 @@ from inc_utils.data import load_dataset
 from inc_utils.models import MLP, probe_points
 
 BATCH = 1000
+CASES = ("forward", "stream", "store")
 
 
 def peak_rss_gib() -> float:
@@ -107,7 +108,7 @@ def run_case(case: str) -> dict:
 
 def main() -> None:
     results = {}
-    for case in ("forward", "stream", "store"):
+    for case in CASES:
         proc = subprocess.run([sys.executable, __file__, case], capture_output=True, text=True, check=True)
         results[case] = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"MLP-10 x 1024, Fashion-MNIST train 60k, batch {BATCH}, 2 torch threads")
@@ -124,7 +125,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
+    if len(sys.argv) == 2 and sys.argv[1] in CASES:  # one case, in the subprocess main() starts
         print(json.dumps(run_case(sys.argv[1])))
     else:
+        import argparse
+        argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
         main()

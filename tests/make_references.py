@@ -1,5 +1,5 @@
 """Refresh the nbval references: copy the smoke-scale notebooks executed by `make reproduce`
-from build/smoke/ into tests/notebooks/, dropping image outputs (nbval never compares them).
+from build/smoke/ into tests/notebooks/, dropping image outputs (nbval never compares them) and timings.
 
     make references     # = make reproduce SCALE=smoke && python tests/make_references.py
 """
@@ -11,7 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def strip_images(notebook):
+    """Drop image outputs and the per-run papermill/execution timings, so a refresh diffs cleanly."""
+    notebook.metadata.pop("papermill", None)
     for cell in notebook.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if o.output_type == "stream" or "text/plain" in o.get("data", {})
                             and not any(k.startswith("image/") for k in o.get("data", {}))]

@@ -56,3 +56,13 @@ def test_paired_ipynb_is_in_sync_and_has_no_outputs(source):
     assert all(not c.get("outputs") for c in from_ipynb.cells if c.cell_type == "code")
     tags = [c.metadata.get("tags", []) for c in from_py.cells]
     assert sum("parameters" in t for t in tags) == 1
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_nbval_reference_runs_the_current_notebook_code(source):
+    """nbval executes the reference's own cells: they must be today's code (`make references`)."""
+    reference = ROOT / "tests" / "notebooks" / f"{source.stem}.ipynb"
+    assert reference.exists(), "run: make references"
+    ref_cells = [c.source for c in jupytext.read(reference).cells
+                 if "injected-parameters" not in c.metadata.get("tags", [])]
+    assert ref_cells == [c.source for c in jupytext.read(source).cells], "stale reference, run: make references"
