@@ -55,5 +55,5 @@ def run_activations(run, layers: list[int], *, n_per_class: int | None = None, s
     train_set, _ = load_splits(config, device, data_root)
     if n_per_class is not None:
         train_set = train_set.subset(n_per_class, subset_seed)
-    model = load_model(run, epoch or config.epochs, device, train_set.in_shape, train_set.num_classes)
+    model = load_model(run, epoch or config.epochs, device, train_set)
     return collect_activations(model, train_set, layers, batch_size=batch_size)

@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 from torch import nn
 
+from .data import Dataset, load_dataset
 from .metrics import measure_model, weight_spectra
 from .models import probe_points
 from .runs import Run, atomic_write_text
@@ -29,15 +29,13 @@ NET_ACC = "net_acc"
 METRICS_FILE, SPECTRA_FILE, VERSION_FILE = "metrics.csv", "weight_spectra.csv", "metrics.json"
 
 
-def load_model(run: Run, epoch: int, device: str = "cpu", in_shape=None, num_classes=None) -> nn.Module:
-    """The run's model with the weights of checkpoint ``epoch``, in eval mode on ``device``."""
-    config = run.config
-    if in_shape is None:
-        from .data import load_dataset
-        probe = load_dataset(config.dataset, "test")
-        in_shape, num_classes = probe.in_shape, probe.num_classes
-    shape_only = type("Shape", (), {"in_shape": in_shape, "num_classes": num_classes})
-    model = build_for(config, shape_only)
+def load_model(run: Run, epoch: int, device: str = "cpu", data: Dataset | None = None) -> nn.Module:
+    """The run's model with the weights of checkpoint ``epoch``, in eval mode on ``device``.
+
+    ``data`` (any split of the run's dataset) gives the input shape and class count; by default
+    the test split is loaded for that."""
+    data = data if data is not None else load_dataset(run.config.dataset, "test")
+    model = build_for(run.config, data)
     model.load_state_dict(run.load_checkpoint(epoch, map_location=device)["model"])
     return model.to(device).eval()
 
@@ -64,7 +62,7 @@ def measure_run(run: Run | str | Path, *, epochs: list[int] | None = None, batch
         train_set, test_set = load_splits(run.config, device, data_root)
         new_metrics, new_spectra = [metrics], [spectra]
         for epoch in missing:
-            model = load_model(run, epoch, device, train_set.in_shape, train_set.num_classes)
+            model = load_model(run, epoch, device, train_set)
             table = measure_model(model, lambda: train_set.batches(batch_size), lambda: test_set.batches(batch_size),
                                   progress=progress_enabled(progress))
             net = pd.DataFrame({"split": ["train", "test"], "layer": -1, "name": "network", "measure": NET_ACC,

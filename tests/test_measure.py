@@ -10,7 +10,6 @@ from inc_utils import plots
 from inc_utils.config import RunConfig
 from inc_utils.measure import MEASURE_VERSION, collapse_summary, measure_run
 from inc_utils.metrics import MEASURES
-from inc_utils.runs import Run
 from inc_utils.train import train
 
 matplotlib.use("Agg")
