@@ -66,3 +66,26 @@ def test_nbval_reference_runs_the_current_notebook_code(source):
     ref_cells = [c.source for c in jupytext.read(reference).cells
                  if "injected-parameters" not in c.metadata.get("tags", [])]
     assert ref_cells == [c.source for c in jupytext.read(source).cells], "stale reference, run: make references"
+
+
+def _tiny_project(root: Path, body: str) -> None:
+    (root / "notebooks").mkdir(parents=True)
+    (root / "params" / "smoke").mkdir(parents=True)
+    (root / "notebooks" / "01_tiny.py").write_text(f'# %% tags=["parameters"]\nalpha = 1\n\n# %%\n{body}\n')
+    (root / "params" / "smoke" / "01_tiny.yaml").write_text("alpha: 41\n")
+
+
+def test_reproduce_executes_into_build_with_html_and_never_leaves_partial_notebooks(tmp_path):
+    import nbformat
+    from inc_utils.reproduce import reproduce
+    _tiny_project(tmp_path / "ok", "print('answer', alpha + 1)")
+    [out] = reproduce("smoke", tmp_path / "ok")
+    assert out == tmp_path / "ok" / "build" / "smoke" / "01_tiny.ipynb"
+    texts = [o.get("text", "") for c in nbformat.read(out, 4).cells if c.cell_type == "code" for o in c.outputs]
+    assert "answer 42\n" in texts
+    assert out.with_suffix(".html").exists() and (out.parent / "index.html").exists()
+
+    _tiny_project(tmp_path / "bad", "raise RuntimeError('boom')")
+    with pytest.raises(Exception, match="boom"):
+        reproduce("smoke", tmp_path / "bad")
+    assert sorted(p.name for p in (tmp_path / "bad" / "build" / "smoke").iterdir()) == []

@@ -68,3 +68,11 @@ def test_batched_sweep_through_submitit_groups_mlps_and_runs_the_rest_alone(tmp_
     table = run_sweep(configs, runs_dir=tmp_path, executor="submitit-local", batched=True)
     assert table.status.tolist() == ["done"] * 4 + ["diverged", "done"]
     assert tasks_for(configs, tmp_path, batched=True) == []
+
+
+def test_processes_executor(tmp_path):
+    configs = SweepConfig(base=BASE, grid={"seed": [3, 4]}).configs()
+    table = run_sweep(configs, runs_dir=tmp_path, executor="processes", jobs=2, batched=False)
+    assert table.status.tolist() == ["done", "done"]
+    with pytest.raises(ConfigError, match="unknown executor 'cluster'"):
+        run_sweep(configs, runs_dir=tmp_path, executor="cluster")
