@@ -86,6 +86,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="ours at 50k, sklearn at 20k")
     parser.add_argument("--no-umap", action="store_true", help="skip the UMAP cases")
+    parser.add_argument("--no-clustering", action="store_true", help="skip the clustering cases")
+    parser.add_argument("--umap-sizes", type=int, nargs="+", default=[5000], help="N for the UMAP cases")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -93,9 +95,9 @@ def main() -> None:
     if args.case:
         return child(args.case, args.n, args.out)
 
-    plan = [("ours", 5000), ("sklearn", 5000), ("ours", 20000)]
-    plan += [("sklearn", 20000), ("ours", 50000)] if args.full else []
-    plan += [] if args.no_umap else [("umap_knn", 5000), ("umap_default", 5000)]
+    plan = [] if args.no_clustering else [("ours", 5000), ("sklearn", 5000), ("ours", 20000)]
+    plan += [("sklearn", 20000), ("ours", 50000)] if args.full and not args.no_clustering else []
+    plan += [] if args.no_umap else [(case, n) for n in args.umap_sizes for case in ("umap_knn", "umap_default")]
     with tempfile.TemporaryDirectory() as workdir:
         rows = pd.DataFrame([measure(case, n, workdir) for case, n in plan])
         ref = rows.set_index(["case", "n"])
