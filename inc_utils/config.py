@@ -19,6 +19,7 @@ import yaml
 
 ARCHS = ("mlp", "convnet", "resnet")
 LOSSES = ("mse", "mse_mean", "ce")
+RESNET_DEPTHS = (18, 34, 50)
 DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "svhn", "cifar10")
 
 
@@ -77,6 +78,10 @@ class RunConfig:
         for key in ("momentum", "weight_decay", "warmup_epochs", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.arch == "resnet" and self.depth not in RESNET_DEPTHS:
+            raise ConfigError(f"depth: ResNet depth must be one of {RESNET_DEPTHS}, got {self.depth}")
+        if self.arch == "convnet" and self.depth < 2:
+            raise ConfigError(f"depth: ConvNet needs depth >= 2 (two downsampling convs), got {self.depth}")
         if self.n_per_class is not None and self.n_per_class < 1:
             raise ConfigError(f"n_per_class must be >= 1 or null, got {self.n_per_class}")
         bad = [e for e in self.checkpoints + self.lr_milestones if not 1 <= e <= self.epochs]

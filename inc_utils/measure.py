@@ -55,6 +55,10 @@ def measure_run(run: Run | str | Path, *, epochs: list[int] | None = None, batch
     """(metrics, weight spectra) of ``run`` at ``epochs`` (default: every checkpoint), cached."""
     run = run if isinstance(run, Run) else Run(Path(run))
     epochs = run.checkpoint_epochs() if epochs is None else list(epochs)
+    missing_files = sorted(set(epochs) - set(run.checkpoint_epochs()))
+    if not epochs or missing_files:
+        raise FileNotFoundError(f"{run.path}: no checkpoint for epoch(s) {missing_files or 'any'}; "
+                                f"train the run first (`inc train`), checkpoints: {run.checkpoint_epochs()}")
     metrics, spectra = _read_cache(run)
     missing = [e for e in epochs if metrics.empty or e not in set(metrics["epoch"])]
     if missing:

@@ -84,7 +84,7 @@ class ConvNet(nn.Module):
 
 
 _RESNETS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
-            50: torchvision.models.resnet50}
+            50: torchvision.models.resnet50}  # config.RESNET_DEPTHS lists the same depths
 
 
 def resnet(depth: int, in_channels: int, num_classes: int, cifar_stem: bool = True) -> nn.Module:

@@ -30,6 +30,8 @@ def test_hash_changes_with_any_field_and_ignores_int_vs_float():
     ({"epochs": 0}, "epochs must be >= 1"),
     ({"lr": -1.0}, "lr must be > 0"),
     ({"epochs": 10, "lr_milestones": [20]}, "must lie in [1, epochs=10]"),
+    ({"arch": "resnet", "depth": 20}, "depth: ResNet depth must be one of (18, 34, 50)"),
+    ({"arch": "convnet", "depth": 1}, "depth: ConvNet needs depth >= 2"),
 ])
 def test_bad_configs_are_rejected_with_the_key_named(data, fragment):
     with pytest.raises(ConfigError) as err:

@@ -36,6 +36,11 @@ def test_measure_run_covers_every_checkpoint_layer_split_and_measure(run):
     assert set(spectra.layer) == {0, 1, 2, 3} and (spectra.groupby(["epoch", "layer"]).sv_rel.sum() <= 1 + 1e-9).all()
 
 
+def test_measuring_without_checkpoints_is_a_clear_error(run):
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint for epoch\(s\) \[5\]"):
+        measure_run(run, epochs=[5], progress=False)
+
+
 def test_measurements_are_cached_and_versioned(run, monkeypatch):
     first, _ = measure_run(run, progress=False)
     monkeypatch.setattr(measure_module, "measure_model", lambda *a, **k: pytest.fail("measured twice"))
