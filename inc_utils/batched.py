@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .data import Dataset
 from .runs import CorruptCheckpointError, Run
-from .train import build_for, load_splits, loss_fn, lr_at, progress_enabled, resolve_device
+from .train import build_for, checkpoint_state, load_splits, loss_fn, lr_at, progress_enabled, resolve_device
 
 PER_MODEL = ("lr", "weight_decay", "momentum", "seed")
 
@@ -374,9 +374,8 @@ def _train_group(configs: list[RunConfig], runs_dir, device: str, data_root, pro
                 m.run.write_log(m.log)
                 if epoch in checkpoint_epochs:
                     model, optimizer = stack.row(k, m.config, lrs[k])
-                    m.run.save_checkpoint(epoch, {"epoch": epoch, "model": model, "optimizer": optimizer,
-                                                  "order_rng": m.order.get_state(), "torch_rng": m.torch_rng,
-                                                  "log": m.log, "lr": lrs[k]})
+                    m.run.save_checkpoint(epoch, checkpoint_state(epoch, model, optimizer, m.order.get_state(),
+                                                                  m.torch_rng, m.log, lrs[k]))
             bar.set_postfix(models=len(members), best_loss=f"{min(losses[k] for k in keep):.4f}")
     except BaseException as err:
         for m in members:

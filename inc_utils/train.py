@@ -81,6 +81,14 @@ def accuracy(model: nn.Module, data: Dataset, batch_size: int = 1024) -> float:
     return correct / len(data)
 
 
+def checkpoint_state(epoch: int, model: dict, optimizer: dict, order_rng: torch.Tensor, torch_rng: torch.Tensor,
+                     log: list[dict], lr: float) -> dict:
+    """The one checkpoint format (also written by batched.py): state_dicts of the model and of
+    torch.optim.SGD, the data-order generator and global RNG states, the log so far, and the lr."""
+    return {"epoch": epoch, "model": model, "optimizer": optimizer, "order_rng": order_rng,
+            "torch_rng": torch_rng, "log": log, "lr": lr}
+
+
 def train(config: RunConfig, *, runs_dir: str | Path | None = None, device: str | None = None,
           data_root: str | Path | None = None, download: bool = False, progress: bool | None = None) -> Run:
     """Train ``config`` into its run folder (or return it at once if already finished).
@@ -131,10 +139,8 @@ def train(config: RunConfig, *, runs_dir: str | Path | None = None, device: str 
             if math.isfinite(row["test_acc"]):
                 bar.set_postfix(loss=f"{loss:.4f}", test_acc=f"{row['test_acc']:.3f}")
             if epoch in checkpoint_epochs:
-                run.save_checkpoint(epoch, {"epoch": epoch, "model": model.state_dict(),
-                                            "optimizer": optimizer.state_dict(), "order_rng": order.get_state(),
-                                            "torch_rng": torch.get_rng_state(), "log": log,
-                                            "lr": lr})
+                run.save_checkpoint(epoch, checkpoint_state(epoch, model.state_dict(), optimizer.state_dict(),
+                                                            order.get_state(), torch.get_rng_state(), log, lr))
     except BaseException as err:
         run.set_status("failed", error=f"{type(err).__name__}: {err}")
         raise
