@@ -350,14 +350,16 @@ def make_synthetic(
     num_classes: int = 10,
     noise: float = 1.0,
     seed: int = 0,
+    mixture_seed: int = 0,
 ) -> Dataset:
     """A Gaussian mixture: class means ~ N(0, I) of ``shape``, samples = mean + ``noise`` * N(0, I).
 
-    The class means depend only on ``seed``; train and test draw independent samples around
-    them. Labels cycle 0, 1, ..., C-1, so every prefix of length k*C is balanced.
+    The class means depend only on ``mixture_seed`` (the task); ``seed`` and the split draw the
+    samples, so runs with different seeds train on the same task and share its test split.
+    Labels cycle 0, 1, ..., C-1, so every prefix of length k*C is balanced.
     """
-    means = np.random.default_rng([seed, 0]).standard_normal((num_classes, *shape))
-    rng = np.random.default_rng([seed, 1 + SPLITS.index(split)])
+    means = np.random.default_rng([mixture_seed, 0]).standard_normal((num_classes, *shape))
+    rng = np.random.default_rng([mixture_seed, seed, 1 + SPLITS.index(split)])
     y = np.tile(np.arange(num_classes), n_per_class)
     x = means[y] + noise * rng.standard_normal((len(y), *shape))
     return Dataset(
@@ -404,7 +406,7 @@ def load_dataset(
     """Load one split of a dataset in ``DATASETS`` onto the CPU.
 
     ``n_per_class`` takes a seeded class-balanced subset (for ``synthetic`` it is the number
-    generated per class, default 100; ``seed`` also seeds the mixture). ``pad_to_32`` (MNIST
+    generated per class, default 100, and ``seed`` draws its samples). ``pad_to_32`` (MNIST
     and Fashion-MNIST only) zero-pads normalised 28x28 batches to 32x32. Raises
     ``DatasetNotFoundError`` when the files are nowhere in ``data_search_path(root)`` and
     ``download`` is False.
