@@ -19,13 +19,12 @@ import pandas as pd
 from torch import nn
 
 from .data import Dataset, load_dataset
-from .metrics import measure_model, weight_spectra
+from .metrics import NET_ACC, measure_model, weight_spectra
 from .models import probe_points
 from .runs import Run, atomic_write_text
-from .train import accuracy, build_for, load_splits, progress_enabled, resolve_device
+from .train import build_for, load_splits, progress_enabled, resolve_device
 
-MEASURE_VERSION = 1
-NET_ACC = "net_acc"
+MEASURE_VERSION = 2
 METRICS_FILE, SPECTRA_FILE, VERSION_FILE = "metrics.csv", "weight_spectra.csv", "metrics.json"
 
 
@@ -69,9 +68,7 @@ def measure_run(run: Run | str | Path, *, epochs: list[int] | None = None, batch
             model = load_model(run, epoch, device, train_set)
             table = measure_model(model, lambda: train_set.batches(batch_size), lambda: test_set.batches(batch_size),
                                   progress=progress_enabled(progress))
-            net = pd.DataFrame({"split": ["train", "test"], "layer": -1, "name": "network", "measure": NET_ACC,
-                                "value": [accuracy(model, train_set), accuracy(model, test_set)]})
-            new_metrics.append(pd.concat([table, net]).assign(run=run.name, epoch=epoch))
+            new_metrics.append(table.assign(run=run.name, epoch=epoch))
             new_spectra.append(weight_spectra(probe_points(model)).assign(run=run.name, epoch=epoch))
         metrics = _tidy(pd.concat(new_metrics, ignore_index=True))
         spectra = pd.concat(new_spectra, ignore_index=True)

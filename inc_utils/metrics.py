@@ -52,6 +52,8 @@ NC2_NORM_CV = "nc2_norm_cv"
 NC3_AVCOS = "nc3_avcos"
 NCC_ACC = "ncc_acc"
 NCC_AGREE = "ncc_agree"
+#: The whole network's accuracy, in rows with layer -1 and name "network" (counted in pass 2).
+NET_ACC = "net_acc"
 
 #: Every measure of the ``measure_model`` table, in table order, with a one-line description.
 MEASURES: dict[str, str] = {
@@ -282,8 +284,9 @@ def _nc3(point: ProbePoint, acc: LayerAccumulator, centered_means: bool) -> dict
 
 def _measure_split(model: nn.Module, batches: Batches, points: Sequence[ProbePoint], *, device: torch.device,
                    train: Sequence[LayerAccumulator] | None, num_classes: int | None, progress: bool,
-                   split: str) -> list[LayerAccumulator]:
-    """Both passes over one split; NCC uses the means of ``train`` when given, else the split's own."""
+                   split: str) -> tuple[list[LayerAccumulator], float]:
+    """Both passes over one split; NCC uses the means of ``train`` when given, else the split's own.
+    Returns the accumulators and the network's accuracy on the split."""
     modules = [p.module for p in points]
     accs: list[LayerAccumulator] = []
 
@@ -293,8 +296,11 @@ def _measure_split(model: nn.Module, batches: Batches, points: Sequence[ProbePoi
         for acc, h in zip(accs, features):
             acc.add_means(h, y)
 
+    net_correct = torch.zeros((), dtype=torch.long, device=device)
+
     def add_deviations(features, logits, y):
         pred = logits.argmax(-1)
+        net_correct.add_((pred == y).sum())
         for acc, h in zip(accs, features):
             acc.add_deviations(h, y, pred)
 
@@ -304,7 +310,7 @@ def _measure_split(model: nn.Module, batches: Batches, points: Sequence[ProbePoi
     for i, acc in enumerate(accs):
         acc.end_means(None if train is None else train[i].means)
     stream_features(model, batches, modules, add_deviations, device=device, progress=progress, desc=f"{split} 2/2")
-    return accs
+    return accs, net_correct.item() / accs[0].counts.sum().item()
 
 
 def measure_model(model: nn.Module, train_batches: Batches, test_batches: Batches | None = None,
@@ -323,7 +329,8 @@ def measure_model(model: nn.Module, train_batches: Batches, test_batches: Batche
     NCC (NC4) uses the train class means on both splits; every other measure uses the
     split's own statistics. Returns the tidy table ``COLUMNS`` = (split, layer, name, measure,
     value), one row per split, layer and measure of ``MEASURES`` (NC3 only where the module
-    has a weight on its input channels).
+    has a weight on its input channels), plus one ``NET_ACC`` row per split (layer -1, name
+    "network"): the network's accuracy, counted in the same pass.
     """
     for batches in (train_batches, test_batches):
         if batches is not None and not is_reiterable(batches):
@@ -339,11 +346,12 @@ def measure_model(model: nn.Module, train_batches: Batches, test_batches: Batche
     splits = {"train": _measure_split(model, train_batches, points, device=device, train=None,
                                       num_classes=num_classes, progress=progress, split="train")}
     if test_batches is not None:
-        splits["test"] = _measure_split(model, test_batches, points, device=device, train=splits["train"],
+        splits["test"] = _measure_split(model, test_batches, points, device=device, train=splits["train"][0],
                                         num_classes=num_classes, progress=progress, split="test")
     rows = [(split, p.layer, p.name, measure, value)
-            for split, accs in splits.items() for p, acc in zip(points, accs)
+            for split, (accs, _) in splits.items() for p, acc in zip(points, accs)
             for measure, value in {**acc.measures(), **_nc3(p, acc, centered_means)}.items()]
+    rows += [(split, -1, "network", NET_ACC, net_acc) for split, (_, net_acc) in splits.items()]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

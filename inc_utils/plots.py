@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from .measure import NET_ACC
 
 COLLAPSE_STYLE = dict(color="tab:green", linestyle="--", linewidth=1.5, label="layer of collapse")
 
@@ -133,7 +132,7 @@ def plot_nc4(metrics: pd.DataFrame, title: str = "", collapse: int | None = None
     accuracy as horizontal lines, and the NCC/network agreement."""
     collapse = final_collapse_layer(metrics) if collapse is None else collapse
     fig, axes = _panels(["NCC accuracy, train", "NCC accuracy, test", "NCC agrees with network (train)"])
-    net = metrics[(metrics["measure"] == NET_ACC) & (metrics["epoch"] == metrics["epoch"].max())]
+    net = metrics[(metrics["measure"] == M.NET_ACC) & (metrics["epoch"] == metrics["epoch"].max())]
     for ax, split in zip(axes, ("train", "test")):
         _epoch_lines(ax, _measure(metrics, M.NCC_ACC, split))
         ax.axhline(net[net["split"] == split]["value"].iloc[0], color="black", linewidth=1,

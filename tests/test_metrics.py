@@ -227,7 +227,8 @@ def assert_table_matches_brute_force(table, model, layer_inputs, splits):
             ref = brute_force(H, y, C, weight=p.weight.detach(), channel_shape=tuple(H.shape[1:]) if H.ndim > 2 else None,
                               ncc_means=train_means, net_pred=preds[s])
             assert_close(got.loc[(s, p.layer)], ref)
-    assert set(table["measure"]) == set(m.MEASURES)
+        assert got.loc[(s, -1, m.NET_ACC)] == (preds[s] == y).double().mean().item()
+    assert set(table["measure"]) == set(m.MEASURES) | {m.NET_ACC}
     assert list(table.columns) == list(m.COLUMNS)
 
 
