@@ -1,0 +1,90 @@
+"""The accelerator path: training, resume, measures and neighbours on a GPU.
+
+Skipped where CUDA is missing (CI). On a GPU machine, ``pytest tests/test_device.py`` (or
+``benchmarks/gpu_check.sh``) runs them. ``INC_TEST_DEVICE=cpu`` runs the same checks with the CPU
+standing in for the GPU, which is how the checks themselves are tested on a machine without one.
+
+What is compared, and why these tolerances:
+- batched and solo training on the device agree as on the CPU (``test_batched.assert_same_run``);
+  the device's own random generator draws the minibatch orders, so device runs are compared with
+  device runs, not with CPU runs;
+- a resumed run is bitwise equal to an uninterrupted one on the same device;
+- the NC measures of one checkpoint, measured on the device and on the CPU, differ only by the
+  float32 forward pass (the statistics are float64 on both): relative 1e-4;
+- exact cosine neighbours found on the device and on the CPU are the same points.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from inc_utils import metrics
+from inc_utils.batched import train_batched
+from inc_utils.clustering import cosine_knn
+from inc_utils.measure import load_model, measure_run
+from inc_utils.train import load_splits, train
+from test_batched import CONFIGS, assert_same_run
+
+DEVICE = os.environ.get("INC_TEST_DEVICE", "cuda")
+pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.fixture(scope="module")
+def together(tmp_path_factory):
+    return train_batched(CONFIGS, runs_dir=tmp_path_factory.mktemp("batched"), device=DEVICE, progress=False)
+
+
+def test_batched_runs_equal_solo_runs_on_device(together, tmp_path):
+    for cfg, run in zip(CONFIGS, together):
+        solo = train(cfg, runs_dir=tmp_path, device=DEVICE, progress=False)
+        for r in (solo, run):
+            assert json.loads((r.path / "provenance.json").read_text())["device"] == DEVICE
+        assert_same_run(run, solo)
+
+
+def test_resume_on_device_is_bitwise_equal(together, tmp_path):
+    runs = train_batched(CONFIGS, runs_dir=tmp_path, device=DEVICE, progress=False)
+    for run in runs[:2]:                       # members 0 and 1 killed after epoch 4
+        for epoch in (8, 10):
+            run.checkpoint_path(epoch).unlink()
+        run.set_status("running")
+    resumed = train_batched(CONFIGS, runs_dir=tmp_path, device=DEVICE, progress=False)
+    for run, ref in zip(resumed, together):
+        assert_same_run(run, ref, exact=True)
+
+    reference = train(CONFIGS[0], runs_dir=tmp_path / "solo-reference", device=DEVICE, progress=False)
+    part = train(CONFIGS[0], runs_dir=tmp_path / "solo", device=DEVICE, progress=False)
+    for epoch in (8, 10):
+        part.checkpoint_path(epoch).unlink()
+    part.set_status("running")
+    assert_same_run(train(CONFIGS[0], runs_dir=tmp_path / "solo", device=DEVICE, progress=False), reference,
+                    exact=True)
+
+
+def test_measures_on_device_equal_cpu_measures(together):
+    run = together[0]
+    on_device, _ = measure_run(run, device=DEVICE, progress=False)
+    train_set, test_set = load_splits(run.config, "cpu")
+    for epoch, table in on_device.groupby("epoch"):
+        model = load_model(run, epoch, "cpu", train_set)
+        on_cpu = metrics.measure_model(model, lambda: train_set.batches(1024), lambda: test_set.batches(1024),
+                                       progress=False)
+        assert len(on_cpu) == len(table)
+        keys = ["split", "layer", "measure"]
+        merged = table.merge(on_cpu, on=keys, suffixes=("_device", "_cpu"))
+        assert len(merged) == len(table)
+        np.testing.assert_allclose(merged["value_device"], merged["value_cpu"], rtol=1e-4, atol=1e-6,
+                                   err_msg=f"epoch {epoch}")
+
+
+def test_cosine_knn_on_device_equals_cpu():
+    rng = np.random.default_rng(0)
+    A = (rng.standard_normal((10, 64)) + 0.3 * rng.standard_normal((3000, 10, 64))).reshape(-1, 64)
+    A = A.astype(np.float32)
+    idx_device, dist_device = cosine_knn(A, k=20, device=DEVICE, block=700)
+    idx_cpu, dist_cpu = cosine_knn(A, k=20, device="cpu")
+    assert (idx_device[:, 0] == np.arange(len(A))).all()
+    np.testing.assert_allclose(dist_device, dist_cpu, atol=1e-5)
+    assert (idx_device == idx_cpu).mean() > 0.999           # swaps only between near-ties
