@@ -12,6 +12,7 @@ The K configs spread lr over [0.01, 0.1], weight decay over [1e-4, 5e-3], seeds 
 
     python benchmarks/train_throughput.py                 # MLP-10, width 1024, Fashion-MNIST (GPU)
     python benchmarks/train_throughput.py --quick         # MLP-6, width 256, 300 images per class (CPU)
+    bash benchmarks/gpu_check.sh                          # on a GPU: float32 and TF32, K = 11 and 33
 """
 from __future__ import annotations
 
@@ -102,7 +103,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1, help="timings per variant, interleaved; the best is kept")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the typical loop")
     p.add_argument("--device", default=None)
+    p.add_argument("--matmul-precision", choices=("highest", "high"), default="highest",
+                   help="torch.set_float32_matmul_precision: 'high' lets CUDA use TF32 products")
+    p.add_argument("--csv", default=None, help="also write the table here")
     args = p.parse_args()
+    torch.set_float32_matmul_precision(args.matmul_precision)
 
     device = resolve_device(args.device)
     size = dict(depth=6, width=256, n_per_class=300) if args.quick else dict(depth=10, width=1024)
@@ -120,8 +125,10 @@ def main() -> None:
     table["speedup_vs_resident"] = times["resident"] / table.s_per_model_epoch
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu x {torch.get_num_threads()} threads"
     print(f"MLP-{base.depth} width {base.width}, fashion_mnist n_per_class={base.n_per_class}, {name}, "
-          f"best of {args.repeats} x {args.epochs} epochs")
+          f"float32 matmul precision {args.matmul_precision}, best of {args.repeats} x {args.epochs} epochs")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.csv:
+        table.assign(device=name, matmul_precision=args.matmul_precision).to_csv(args.csv, index=False)
 
 
 if __name__ == "__main__":
