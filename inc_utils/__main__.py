@@ -50,10 +50,16 @@ def _measure(args) -> None:
     print(f"tables: {path / 'metrics.csv'}, {path / 'weight_spectra.csv'}")
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def _sweep(args) -> None:
     import pandas as pd
-    from .sweep import load_sweep, plan, run_sweep
-    configs = load_sweep(args.sweep).configs()
+    from .sweep import load_configs, plan, run_sweep
+    configs = load_configs(args.sweep)
     with pd.option_context("display.width", 200, "display.max_rows", None):
         if args.dry_run:
             table = plan(configs, args.runs_dir)
@@ -65,7 +71,7 @@ def _sweep(args) -> None:
         if args.timeout_min:
             slurm["timeout_min"] = args.timeout_min
         table = run_sweep(configs, runs_dir=args.runs_dir, executor=args.executor, jobs=args.jobs,
-                          batched=args.batched, device=args.device, data_root=args.data_dir, slurm=slurm)
+                          batched=args.batched, group_size=args.group_size, device=args.device, data_root=args.data_dir, slurm=slurm)
         print(table.to_string(index=False))
         print(table.status.value_counts().to_string())
 
@@ -102,12 +108,15 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--runs-dir", default=None)
     m.set_defaults(func=_measure)
 
-    s = sub.add_parser("sweep", help="train the missing runs of a sweep YAML (base + grid)")
-    s.add_argument("sweep", help="sweep YAML with 'base' and 'grid'")
+    s = sub.add_parser("sweep", help="train the missing runs of a sweep YAML or a chapter's params")
+    s.add_argument("sweep", help="sweep YAML with 'base' and 'grid', or a chapter's params/<scale>/<chapter>.yaml")
     s.add_argument("--executor", default="local", choices=["local", "processes", "submitit-local", "slurm"])
     s.add_argument("--jobs", type=int, default=1, help="parallel processes for --executor processes")
     s.add_argument("--no-batched", dest="batched", action="store_false",
                    help="train MLP grids one model at a time instead of batched")
+    s.add_argument("--group-size", type=_positive_int, default=None,
+                   help="most MLPs trained together in one batched group (default 33; lower it if a GPU runs "
+                        "out of memory)")
     s.add_argument("--dry-run", action="store_true", help="list the runs and the model-epochs left")
     s.add_argument("--partition", default=None, help="SLURM partition")
     s.add_argument("--timeout-min", type=int, default=None, help="SLURM time limit per job (requeued after)")

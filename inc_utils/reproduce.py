@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import ConfigError, RunConfig, from_dict, read_yaml
+from .config import ConfigError, read_yaml
 from .runs import atomic_write_text, project_root
 
 
@@ -39,18 +39,6 @@ def check_parameters(notebook, params: dict, source: Path) -> None:
                           f"the notebook declares {', '.join(sorted(declared))}")
 
 
-def configs_in(params: dict) -> list[RunConfig]:
-    """The training runs a chapter's parameters ask for: ``experiments`` (a list of run configs),
-    ``experiment`` (one) and ``sweeps`` (label -> base + grid); all validated."""
-    from .sweep import SweepConfig
-    configs = [from_dict(e) for e in params.get("experiments", [])]
-    if "experiment" in params:
-        configs.append(from_dict(params["experiment"]))
-    for sweep in params.get("sweeps", {}).values():
-        configs += from_dict(sweep, SweepConfig).configs()
-    return configs
-
-
 def _as_notebook(source: Path):
     import jupytext
     notebook = jupytext.read(source)
@@ -62,7 +50,7 @@ def plan_scale(scale: str, root: Path | None = None) -> pd.DataFrame:
     """Dry run of ``reproduce``: validate every chapter's parameters (keys and run configs) and
     list the runs with the model-epochs still to train."""
     import nbformat
-    from .sweep import plan
+    from .sweep import configs_in, plan
     root = root or project_root() or Path.cwd()
     tables = []
     for source, params_file in chapters(root, scale):

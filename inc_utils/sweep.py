@@ -10,7 +10,7 @@ parallel worker processes), ``submitit-local`` (submitit's local executor, the S
 path without a cluster; used by the tests) and ``slurm`` (a job array; a preempted or
 timed-out job is requeued and resumes from its newest checkpoint).
 With ``batched=True`` compatible MLP configs are trained together (batched.py), one
-group per task; other architectures run one model at a time.
+group of at most ``group_size`` models per task; other architectures run one model at a time.
 """
 from __future__ import annotations
 
@@ -53,6 +53,26 @@ def load_sweep(path: str | Path) -> SweepConfig:
     return from_dict(read_yaml(path), SweepConfig)
 
 
+def configs_in(params: dict) -> list[RunConfig]:
+    """The training runs a chapter's parameters ask for: ``experiments`` (a list of run configs),
+    ``experiment`` (one) and ``sweeps`` (label -> base + grid); all validated."""
+    configs = [from_dict(e) for e in params.get("experiments", [])]
+    if "experiment" in params:
+        configs.append(from_dict(params["experiment"]))
+    for sweep in params.get("sweeps", {}).values():
+        configs += from_dict(sweep, SweepConfig).configs()
+    return configs
+
+
+def load_configs(path: str | Path) -> list[RunConfig]:
+    """The runs a YAML file asks for: a sweep file (``base`` + ``grid``), or a chapter's
+    parameter file (``params/<scale>/<chapter>.yaml``, see ``configs_in``)."""
+    params = read_yaml(path)
+    if isinstance(params, dict) and params.keys() & {"experiments", "experiment", "sweeps"}:
+        return configs_in(params)
+    return from_dict(params, SweepConfig).configs()
+
+
 def sweep_table(configs: list[RunConfig], runs_dir: str | Path | None = None) -> pd.DataFrame:
     """The run table (see ``runs.list_runs``) restricted to ``configs``, missing runs as pending."""
     table = list_runs(runs_dir).set_index("run")
@@ -93,9 +113,16 @@ class TrainTask:
         cfgs = [from_dict(c) for c in configs]
         if self.batched and len(cfgs) > 1:
             from .batched import train_batched
-            runs = train_batched(cfgs, runs_dir=self.runs_dir, device=self.device, data_root=self.data_root,
-                                 progress=False)
-            return [r.status()["status"] for r in runs]
+            try:
+                train_batched(cfgs, runs_dir=self.runs_dir, device=self.device, data_root=self.data_root,
+                              progress=False)
+            except Exception as err:  # noqa: BLE001 - a failed group must not stop the sweep
+                hint = " (fewer models per group: --group-size)" if "out of memory" in str(err) else ""
+                for cfg in cfgs:
+                    run = Run.for_config(cfg, self.runs_dir)
+                    if not run.finished:
+                        run.set_status("failed", error=f"{type(err).__name__}: {err}{hint}")
+            return [Run.for_config(c, self.runs_dir).status()["status"] for c in cfgs]
         statuses = []
         for cfg in cfgs:
             try:
@@ -111,26 +138,31 @@ class TrainTask:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
-def tasks_for(configs: list[RunConfig], runs_dir: str | Path, batched: bool) -> list[list[RunConfig]]:
-    """Split the unfinished configs into tasks: batched MLP groups, then single runs."""
+def tasks_for(configs: list[RunConfig], runs_dir: str | Path, batched: bool,
+              group_size: int | None = None) -> list[list[RunConfig]]:
+    """Split the unfinished configs into tasks: batched MLP groups of at most ``group_size``
+    (default ``batched.MAX_GROUP``), then single runs."""
     todo = [c for c in configs if not Run.for_config(c, runs_dir).finished]
     if not batched:
         return [[c] for c in todo]
-    from .batched import batch_groups
-    groups = [g for g in batch_groups(todo) if len(g) > 1]
+    from .batched import MAX_GROUP, batch_groups
+    groups = [g for g in batch_groups(todo, group_size or MAX_GROUP) if len(g) > 1]
     grouped = {c.name for g in groups for c in g}
     return groups + [[c] for c in todo if c.name not in grouped]
 
 
 def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, executor: str = "local",
-              jobs: int = 1, batched: bool = True, device: str | None = None, data_root: str | None = None,
-              slurm: dict | None = None) -> pd.DataFrame:
-    """Train every unfinished config with ``executor``; return the sweep's run table."""
+              jobs: int = 1, batched: bool = True, group_size: int | None = None, device: str | None = None,
+              data_root: str | None = None, slurm: dict | None = None) -> pd.DataFrame:
+    """Train every unfinished config with ``executor``; return the sweep's run table.
+
+    ``batched``: train compatible MLPs together, at most ``group_size`` (default
+    ``batched.MAX_GROUP``) per group; a failed group marks its unfinished runs failed."""
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     runs_dir = str(runs_dir or default_runs_dir())
     task = TrainTask(runs_dir, device, data_root, batched)
-    work = [[c.to_dict() for c in group] for group in tasks_for(configs, runs_dir, batched)]
+    work = [[c.to_dict() for c in group] for group in tasks_for(configs, runs_dir, batched, group_size)]
     if not work:
         return sweep_table(configs, runs_dir)
     if executor == "local":

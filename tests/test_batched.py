@@ -175,6 +175,12 @@ def test_batch_groups_and_refusals():
     assert batch_groups([a, conv, deep, b, a, other_data, BASE.replace(depth=4, seed=1)]) == \
         [[a, b], [deep, BASE.replace(depth=4, seed=1)], [other_data]]
     assert batch_groups([conv]) == []
+    seven = [BASE.replace(seed=s) for s in range(7)]
+    assert [len(g) for g in batch_groups(seven, max_size=3)] == [2, 3, 2]    # fewest parts, near-equal
+    assert [c for g in batch_groups(seven, max_size=3) for c in g] == seven
+    assert batch_groups(seven, max_size=7) == [seven] and len(batch_groups(seven * 2, max_size=1)) == 7
+    with pytest.raises(ValueError, match="at least 1"):
+        batch_groups(seven, max_size=0)
     for bad in ([a, deep], [a, conv], [BASE.replace(epochs=20), a], []):
         with pytest.raises(ValueError, match="differ only in lr, weight_decay, momentum, seed"):
             train_batched(bad, runs_dir="/nonexistent")

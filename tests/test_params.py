@@ -5,7 +5,8 @@ import jupytext
 import pytest
 
 from inc_utils.config import ConfigError
-from inc_utils.reproduce import chapters, configs_in, plan_scale, read_yaml
+from inc_utils.reproduce import chapters, plan_scale, read_yaml
+from inc_utils.sweep import configs_in
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))

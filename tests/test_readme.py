@@ -4,6 +4,8 @@ from pathlib import Path
 
 import torch
 
+from inc_utils.__main__ import main
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -27,3 +29,14 @@ def test_measure_your_own_network_example(capsys):
     expected = int(below.idxmax()) if below.any() else None
     printed = capsys.readouterr().out
     assert "rel_trace_w" in printed and f"layer of collapse: {expected}" in printed
+
+
+def test_command_line_examples_name_files_that_exist(tmp_path, capsys):
+    commands = [line.split("#")[0].split() for block in re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+                for line in block.splitlines() if line.startswith("inc ")]
+    paths = [word for words in commands for word in words if word.startswith("params/")]
+    assert len(paths) >= 3 and all((README.parent / p).is_file() for p in paths), paths
+
+    chapter_2 = str(README.parent / "params/paper/02_collapse_vs_generalization.yaml")
+    assert main(["sweep", chapter_2, "--dry-run", "--runs-dir", str(tmp_path)]) == 0
+    assert "297 runs, 297 to train, 103950 model-epochs" in capsys.readouterr().out

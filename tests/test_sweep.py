@@ -55,6 +55,9 @@ def test_cli_dry_run(tmp_path, capsys):
     path.write_text(yaml.safe_dump({"base": BASE, "grid": {"lr": [0.01, "fast"]}}))
     assert main(["sweep", str(path), "--dry-run", "--runs-dir", str(tmp_path)]) == 2
     assert "lr: expected float" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["sweep", str(path), "--group-size", "0"])
+    assert exited.value.code == 2 and "expected a positive integer, got '0'" in capsys.readouterr().err
 
 
 def test_batched_sweep_through_submitit_groups_mlps_and_runs_the_rest_alone(tmp_path):
@@ -76,3 +79,25 @@ def test_processes_executor(tmp_path):
     assert table.status.tolist() == ["done", "done"]
     with pytest.raises(ConfigError, match="unknown executor 'cluster'"):
         run_sweep(configs, runs_dir=tmp_path, executor="cluster")
+
+
+def test_batched_groups_are_capped_and_a_failed_group_does_not_stop_the_sweep(tmp_path, monkeypatch):
+    import inc_utils.batched as batched_module
+    from inc_utils.sweep import tasks_for
+    mlps = SweepConfig(base=BASE, grid={"lr": [0.01, 0.1], "seed": [0, 1]}).configs()
+    deeper = [c.replace(depth=3) for c in mlps[:2]]
+    assert [len(t) for t in tasks_for(mlps + deeper, tmp_path, batched=True, group_size=2)] == [2, 2, 2]
+    assert [len(t) for t in tasks_for(mlps + deeper, tmp_path, batched=True)] == [4, 2]
+
+    original = batched_module.train_epoch
+
+    def out_of_memory_at_depth_2(stack, split, generators, config):
+        if config.depth == 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(stack, split, generators, config)
+
+    monkeypatch.setattr(batched_module, "train_epoch", out_of_memory_at_depth_2)
+    table = run_sweep(mlps + deeper, runs_dir=tmp_path, group_size=2)
+    assert table.status.tolist() == ["failed"] * 4 + ["done"] * 2
+    error = Run.for_config(mlps[0], tmp_path).status()["error"]
+    assert error.startswith("RuntimeError: CUDA out of memory") and error.endswith("(fewer models per group: --group-size)")
