@@ -11,20 +11,23 @@ What is compared, and why these tolerances:
 - a resumed run is bitwise equal to an uninterrupted one on the same device;
 - the NC measures of one checkpoint, measured on the device and on the CPU, differ only by the
   float32 forward pass (the statistics are float64 on both): relative 1e-4;
-- exact cosine neighbours found on the device and on the CPU are the same points.
+- exact cosine neighbours found on the device and on the CPU are the same points;
+- a batched training step never waits for the GPU (``torch.cuda.set_sync_debug_mode("error")``
+  raises on any synchronising call), so its kernels queue back to back.
 """
 import json
+import contextlib
 import os
 
 import numpy as np
 import pytest
 import torch
 
-from inc_utils import metrics
+from inc_utils import batched, metrics
 from inc_utils.batched import train_batched
 from inc_utils.clustering import cosine_knn
 from inc_utils.measure import load_model, measure_run
-from inc_utils.train import load_splits, train
+from inc_utils.train import build_for, load_splits, train
 from test_batched import CONFIGS, assert_same_run
 
 DEVICE = os.environ.get("INC_TEST_DEVICE", "cuda")
@@ -88,3 +91,33 @@ def test_cosine_knn_on_device_equals_cpu():
     assert (idx_device[:, 0] == np.arange(len(A))).all()
     np.testing.assert_allclose(dist_device, dist_cpu, atol=1e-5)
     assert (idx_device == idx_cpu).mean() > 0.999           # swaps only between near-ties
+
+
+@contextlib.contextmanager
+def synchronisations_raise():
+    """Any host-device synchronisation in the block raises (CUDA only; elsewhere nothing to check)."""
+    if not DEVICE.startswith("cuda"):
+        yield
+        return
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_batched_steps_never_wait_for_the_device():
+    train_split, _ = batched.load_group_splits(CONFIGS, DEVICE, None)
+    with torch.device("meta"):
+        template = build_for(CONFIGS[0], train_split.data)
+    stack = batched.Stack.empty(template, CONFIGS, DEVICE)
+    for k, cfg in enumerate(CONFIGS):
+        stack.set_row(k, batched.fresh_state(cfg, train_split.data, DEVICE)["model"], None)
+    orders = [torch.Generator(device=DEVICE).manual_seed(c.seed) for c in CONFIGS]
+    order = batched.permutations(orders, train_split.x.shape[1], DEVICE)
+    size = CONFIGS[0].batch_size
+    total = torch.zeros(len(CONFIGS), device=DEVICE)
+    with synchronisations_raise():
+        for start in range(0, 5 * size, size):
+            total += batched.train_step(stack, *train_split.gather(order[:, start:start + size]), CONFIGS[0].loss)
+    assert torch.isfinite(total).all() and (stack.weights != 0).any()
