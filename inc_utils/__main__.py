@@ -112,8 +112,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("sweep", help="sweep YAML with 'base' and 'grid', or a chapter's params/<scale>/<chapter>.yaml")
     s.add_argument("--executor", default="local", choices=["local", "processes", "submitit-local", "slurm"])
     s.add_argument("--jobs", type=int, default=1, help="parallel processes for --executor processes")
-    s.add_argument("--no-batched", dest="batched", action="store_false",
-                   help="train MLP grids one model at a time instead of batched")
+    s.add_argument("--batched", action=argparse.BooleanOptionalAction, default=True,
+                   help="train compatible MLPs together as one stacked model (default); --no-batched: one at a time")
     s.add_argument("--group-size", type=_positive_int, default=None,
                    help="most MLPs trained together in one batched group (default 33; lower it if a GPU runs "
                         "out of memory)")

@@ -101,3 +101,17 @@ def test_batched_groups_are_capped_and_a_failed_group_does_not_stop_the_sweep(tm
     assert table.status.tolist() == ["failed"] * 4 + ["done"] * 2
     error = Run.for_config(mlps[0], tmp_path).status()["error"]
     assert error.startswith("RuntimeError: CUDA out of memory") and error.endswith("(fewer models per group: --group-size)")
+
+
+def test_cli_sweep_is_batched_by_default(tmp_path, monkeypatch, capsys):
+    import inc_utils.batched as batched_module
+    groups, original = [], batched_module.train_batched
+    monkeypatch.setattr(batched_module, "train_batched",
+                        lambda configs, **kwargs: groups.append(len(configs)) or original(configs, **kwargs))
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": BASE, "grid": {"lr": [0.01, 0.1]}}))
+    for folder, flags in (("default", []), ("groups-of-1", ["--batched", "--group-size", "1"]),
+                          ("solo", ["--no-batched"])):
+        assert main(["sweep", str(path), *flags, "--runs-dir", str(tmp_path / folder)]) == 0
+        assert capsys.readouterr().out.rstrip().endswith("done    2")
+    assert groups == [2]                        # only the default call trained a batched group
