@@ -117,11 +117,12 @@ class Dataset:
         shuffle: bool = False,
         generator: torch.Generator | None = None,
         drop_last: bool = False,
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(normalised x float32, y)`` minibatches covering the data once, on its device.
+    ) -> "SizedIterator":
+        """One pass of ``(normalised x float32, y)`` minibatches over the data, on its device.
 
         With ``shuffle`` the order is ``torch.randperm`` drawn from ``generator`` (on the
-        generator's device, then moved); otherwise it is the stored order.
+        generator's device, then moved); otherwise it is the stored order. The iterator has a
+        ``len`` (the number of batches), so progress bars know their total.
         """
         n, device = len(self), self.x.device
         if shuffle:
@@ -131,14 +132,33 @@ class Dataset:
         else:
             order = torch.arange(n, device=device)
         stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            idx = order[start : start + batch_size]
-            yield self.normalize(self.x[idx]), self.y[idx]
+        starts = range(0, stop, batch_size)
+        pairs = (self._batch(order[start : start + batch_size]) for start in starts)
+        return SizedIterator(pairs, len(starts))
+
+    def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.normalize(self.x[idx]), self.y[idx]
 
     def subset(self, n_per_class: int, seed: int = 0) -> "Dataset":
         """A seeded class-balanced subset: exactly ``n_per_class`` images of every class."""
         idx = balanced_indices(self.y, n_per_class, self.num_classes, seed).to(self.x.device)
         return replace(self, x=self.x[idx], y=self.y[idx])
+
+
+class SizedIterator:
+    """An iterator that knows how many items it yields in all (``len``, for progress bars)."""
+
+    def __init__(self, items: Iterator, length: int):
+        self._items, self._length = items, length
+
+    def __iter__(self) -> "SizedIterator":
+        return self
+
+    def __next__(self):
+        return next(self._items)
+
+    def __len__(self) -> int:
+        return self._length
 
 
 def balanced_indices(

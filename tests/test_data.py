@@ -320,6 +320,9 @@ def test_batches_cover_every_index_once_and_are_seeded():
         torch.testing.assert_close(xb, ((yb.float() - 2) / 4).view(-1, 1, 1, 1).expand(-1, 1, 2, 2))
     plain = [y.tolist() for _, y in ds.batches(10, drop_last=True)]
     assert plain == [list(range(10)), list(range(10, 20))]
+    one_pass = ds.batches(5)                       # sized, for progress bars; one pass only
+    assert (len(one_pass), len(ds.batches(10, drop_last=True)), len(ds.batches(23))) == (5, 2, 1)
+    assert len(list(one_pass)) == 5 and list(one_pass) == [] and iter(one_pass) is one_pass
 
 
 def test_to_returns_an_equal_copy():
