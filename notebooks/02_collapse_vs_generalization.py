@@ -50,7 +50,8 @@ accuracy_floor = 0.35
 collapse_measure = "rel_trace_w"
 collapse_threshold = 0.2
 executor = "local"
-batched = True
+batched = True             # MLPs that differ only in lr, weight decay, momentum or seed train together
+group_size = 33            # most MLPs per batched group; lower it if the GPU runs out of memory
 device = "auto"
 data_dir = None
 
@@ -86,7 +87,7 @@ for label, configs in sweep_configs.items():
 
 # %%
 for configs in sweep_configs.values():
-    run_sweep(configs, executor=executor, batched=batched, device=device, data_root=data_dir)
+    run_sweep(configs, executor=executor, batched=batched, group_size=group_size, device=device, data_root=data_dir)
 
 # %% [markdown]
 # ## Layer of collapse per run
