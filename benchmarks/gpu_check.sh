@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/gpu_check.sh prepare   # here, once: stage what a bare GPU machine lacks
 #   bash benchmarks/gpu_check.sh           # there, e.g. through the device tool with carry [".whl", ".data"]
+#   bash benchmarks/gpu_check.sh --quick   # any other arguments go to train_throughput.py
 #
 # `prepare` downloads the fastcluster wheel for the GPU image's Python (3.12) into .whl/ and copies
 # the Fashion-MNIST IDX files into .data/ (both git-ignored through .git/info/exclude). The check
@@ -42,6 +43,6 @@ python3 -m pytest -o addopts="" -p no:cacheprovider -q -ra \
 
 for precision in highest high; do
     python3 benchmarks/train_throughput.py --k33 --repeats 2 --workers 4 --matmul-precision "$precision" \
-        --csv "$OUT/throughput-$precision.csv" 2>&1 | tee "$OUT/throughput-$precision.txt" || status=1
+        --csv "$OUT/throughput-$precision.csv" "$@" 2>&1 | tee "$OUT/throughput-$precision.txt" || status=1
 done
 exit $status
