@@ -22,16 +22,24 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .data import Dataset, load_dataset
 from .models import build_model
 from .runs import Run
 
 
 def resolve_device(device: str | None = None) -> str:
-    """``None``/``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``."""
+    """``None``/``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; any other name is checked
+    (a ``ConfigError`` for a malformed name or an accelerator PyTorch cannot see)."""
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as err:
+        raise ConfigError(f"device {device!r}: {err}; use 'auto', 'cpu' or 'cuda'") from None
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(kind, lambda: True)
+    if not available():
+        raise ConfigError(f"device {device!r}: PyTorch sees no {kind} device here; use 'auto' or 'cpu'")
     return device
 
 

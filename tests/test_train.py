@@ -11,9 +11,9 @@ import torch
 import yaml
 
 import inc_utils.train as train_module
-from inc_utils.config import RunConfig
+from inc_utils.config import ConfigError, RunConfig
 from inc_utils.runs import CorruptCheckpointError, Run, list_runs
-from inc_utils.train import loss_fn, lr_at, train
+from inc_utils.train import loss_fn, lr_at, resolve_device, train
 
 TINY = RunConfig(dataset="digits", n_per_class=30, depth=3, width=32, epochs=12, lr=0.05,
                  lr_milestones=[6, 9], checkpoints=[4, 8], eval_every=4)
@@ -27,6 +27,17 @@ def test_lr_schedule_with_warmup_and_milestones():
     cfg = RunConfig(lr=0.1, epochs=300, lr_milestones=[100, 200], lr_factor=0.1, warmup_epochs=4)
     assert [lr_at(e, cfg) for e in (1, 2, 4)] == pytest.approx([0.025, 0.05, 0.1])
     assert [lr_at(e, cfg) for e in (100, 101, 200, 201, 300)] == pytest.approx([0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_device_names_are_checked_before_any_work(tmp_path, monkeypatch):
+    assert resolve_device("auto") == resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="device 'gpu': .*use 'auto', 'cpu' or 'cuda'"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="device 'cuda:1': PyTorch sees no cuda device here"):
+        train(TINY, runs_dir=tmp_path, device="cuda:1")
+    assert not Run.for_config(TINY, tmp_path).path.exists()       # no failed run folder left behind
 
 
 def test_loss_scalings():
