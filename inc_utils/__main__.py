@@ -10,6 +10,7 @@ import sys
 
 from .config import ConfigError, load_config, parse_overrides
 from .data import DatasetNotFoundError
+from .sweep import MAX_GROUP
 
 
 def _train(args) -> None:
@@ -71,7 +72,8 @@ def _sweep(args) -> None:
         if args.timeout_min:
             slurm["timeout_min"] = args.timeout_min
         table = run_sweep(configs, runs_dir=args.runs_dir, executor=args.executor, jobs=args.jobs,
-                          batched=args.batched, group_size=args.group_size, device=args.device, data_root=args.data_dir, slurm=slurm)
+                          batched=args.batched, group_size=args.group_size, device=args.device,
+                          data_root=args.data_dir, slurm=slurm)
         print(table.to_string(index=False))
         print(table.status.value_counts().to_string())
 
@@ -115,8 +117,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--batched", action=argparse.BooleanOptionalAction, default=True,
                    help="train compatible MLPs together as one stacked model (default); --no-batched: one at a time")
     s.add_argument("--group-size", type=_positive_int, default=None,
-                   help="most MLPs trained together in one batched group (default 33; lower it if a GPU runs "
-                        "out of memory)")
+                   help=f"most MLPs trained together in one batched group (default {MAX_GROUP}; lower it if "
+                        "a GPU runs out of memory)")
     s.add_argument("--dry-run", action="store_true", help="list the runs and the model-epochs left")
     s.add_argument("--partition", default=None, help="SLURM partition")
     s.add_argument("--timeout-min", type=int, default=None, help="SLURM time limit per job (requeued after)")

@@ -56,12 +56,6 @@ from .train import build_for, checkpoint_state, load_splits, loss_fn, lr_at, pro
 PER_MODEL = ("lr", "weight_decay", "momentum", "seed")
 
 
-#: Default most models per group: MLP-10 (width 1024) on CIFAR10 has 12.6M parameters, and a
-#: model in the stack holds four float32 copies of them (weights, momenta, autograd's grads and
-#: their flat copy), 200 MB; 33 models plus activations take about 7.5 GB, within a 16 GB GPU.
-MAX_GROUP = 33
-
-
 def batch_groups(configs: list[RunConfig], max_size: int | None = None) -> list[list[RunConfig]]:
     """Group the MLP configs that can train together: equal in every field but ``PER_MODEL``.
 
