@@ -79,11 +79,7 @@ def resident_loop(cfg: RunConfig, device: str):
 def batched_loop(configs: list[RunConfig], device: str):
     """The batched trainer's epoch; returns (run one epoch, models per epoch)."""
     train, _ = batched.load_group_splits(configs, device, None)
-    with torch.device("meta"):
-        template = build_for(configs[0], train.data)
-    stack = batched.Stack.empty(template, configs, device)
-    for k, cfg in enumerate(configs):
-        stack.set_row(k, batched.fresh_state(cfg, train.data, device)["model"], None)
+    stack = batched.Stack.fresh(configs, train.data, device)
     orders = [torch.Generator(device=device).manual_seed(c.seed) for c in configs]
     idx = torch.arange(configs[0].batch_size, device=device).expand(len(configs), -1)
     batched.train_step(stack, *train.gather(idx), configs[0].loss)

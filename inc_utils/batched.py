@@ -105,13 +105,23 @@ class Stack:
         self.params = {name: p.requires_grad_() for name, p in self.split(self.weights).items()}
 
     @classmethod
-    def empty(cls, template: nn.Module, configs: list[RunConfig], device: str) -> "Stack":
-        """Zero weights, momenta and buffers for ``configs``; hyperparameters from the configs."""
+    def empty(cls, configs: list[RunConfig], data: Dataset, device: str) -> "Stack":
+        """Zero weights, momenta and buffers for ``configs`` on ``data``; hyperparameters from the configs."""
+        with torch.device("meta"):
+            template = build_for(configs[0], data)
         K, size = len(configs), sum(p.numel() for p in template.parameters())
         hyper = torch.tensor([[c.lr, c.weight_decay, c.momentum] for c in configs], device=device)
         return cls(template, torch.zeros(K, size, device=device), torch.zeros(K, size, device=device),
                    {n: torch.zeros(K, *b.shape, dtype=b.dtype, device=device) for n, b in template.named_buffers()},
                    *hyper.T.unsqueeze(2))  # lr, weight_decay, momentum: (K, 1) each
+
+    @classmethod
+    def fresh(cls, configs: list[RunConfig], data: Dataset, device: str) -> "Stack":
+        """The stack before any step: each model initialised as ``train.train`` initialises it."""
+        stack = cls.empty(configs, data, device)
+        for k, cfg in enumerate(configs):
+            stack.set_row(k, fresh_state(cfg, data, device)["model"], None)
+        return stack
 
     def split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """(K, P) -> {parameter name: (K, *shape) view}."""
@@ -336,9 +346,7 @@ def _train_group(configs: list[RunConfig], runs_dir, device: str, data_root, pro
     for run, cfg in zip(runs, configs):
         run.create(cfg, device)
     train_split, test_split = load_group_splits(configs, device, data_root)
-    with torch.device("meta"):
-        template = build_for(configs[0], train_split.data)
-    stack = Stack.empty(template, configs, device)
+    stack = Stack.empty(configs, train_split.data, device)
     start, states = newest_common_checkpoint(runs)
     members = []
     for k, (cfg, run) in enumerate(zip(configs, runs)):

@@ -27,7 +27,7 @@ from inc_utils import batched, metrics
 from inc_utils.batched import train_batched
 from inc_utils.clustering import cosine_knn
 from inc_utils.measure import load_model, measure_run
-from inc_utils.train import build_for, load_splits, train
+from inc_utils.train import load_splits, train
 from test_batched import CONFIGS, assert_same_run
 
 DEVICE = os.environ.get("INC_TEST_DEVICE", "cuda")
@@ -108,11 +108,7 @@ def synchronisations_raise():
 
 def test_batched_steps_never_wait_for_the_device():
     train_split, _ = batched.load_group_splits(CONFIGS, DEVICE, None)
-    with torch.device("meta"):
-        template = build_for(CONFIGS[0], train_split.data)
-    stack = batched.Stack.empty(template, CONFIGS, DEVICE)
-    for k, cfg in enumerate(CONFIGS):
-        stack.set_row(k, batched.fresh_state(cfg, train_split.data, DEVICE)["model"], None)
+    stack = batched.Stack.fresh(CONFIGS, train_split.data, DEVICE)
     orders = [torch.Generator(device=DEVICE).manual_seed(c.seed) for c in CONFIGS]
     order = batched.permutations(orders, train_split.x.shape[1], DEVICE)
     size = CONFIGS[0].batch_size
