@@ -72,8 +72,12 @@ def load_configs(path: str | Path) -> list[RunConfig]:
     """The runs a YAML file asks for: a sweep file (``base`` + ``grid``), or a chapter's
     parameter file (``params/<scale>/<chapter>.yaml``, see ``configs_in``)."""
     params = read_yaml(path)
-    if isinstance(params, dict) and params.keys() & {"experiments", "experiment", "sweeps"}:
+    keys = set(params) if isinstance(params, dict) else set()
+    if keys & {"experiments", "experiment", "sweeps"}:
         return configs_in(params)
+    if not keys & {"base", "grid"}:
+        raise ConfigError(f"{path}: expected a sweep ('base' and 'grid') or a chapter's parameters "
+                          f"('experiments', 'experiment' or 'sweeps'); for one run use `inc train`")
     return from_dict(params, SweepConfig).configs()
 
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -55,6 +57,9 @@ def test_cli_dry_run(tmp_path, capsys):
     path.write_text(yaml.safe_dump({"base": BASE, "grid": {"lr": [0.01, "fast"]}}))
     assert main(["sweep", str(path), "--dry-run", "--runs-dir", str(tmp_path)]) == 2
     assert "lr: expected float" in capsys.readouterr().err
+    one_run = Path(__file__).resolve().parents[1] / "params/smoke/train.yaml"
+    assert main(["sweep", str(one_run), "--dry-run"]) == 2                 # one run's config, not a sweep
+    assert "expected a sweep ('base' and 'grid') or a chapter's parameters" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:
         main(["sweep", str(path), "--group-size", "0"])
     assert exited.value.code == 2 and "expected a positive integer, got '0'" in capsys.readouterr().err
