@@ -1,4 +1,4 @@
-"""Command line: ``python -m inc_utils {train,measure,runs,sweep,reproduce} ...`` (also installed as ``inc``).
+"""Command line: ``python -m inc_utils {train,measure,runs,sweep,reproduce,results} ...`` (also installed as ``inc``).
 
 User mistakes (bad config, missing data, unknown run) exit with status 2 and one line
 on stderr, without a traceback.
@@ -91,6 +91,24 @@ def _reproduce(args) -> None:
         print(f"{chapter}: {len(rows)} runs, {int(rows.model_epochs_left.sum())} model-epochs to train")
 
 
+def _results(args) -> None:
+    import json
+    from pathlib import Path
+    from .claims import gather, replace_results, results_section
+    from .runs import atomic_write_text, project_root
+    root = project_root() or Path.cwd()
+    build, readme = root / "build" / args.scale, root / "README.md"
+    if not (build / "build.json").exists():
+        raise FileNotFoundError(f"no finished build in {build}; run `make reproduce SCALE={args.scale}` first")
+    section = results_section(gather(build), json.loads((build / "build.json").read_text()))
+    try:
+        text = replace_results(readme.read_text(), section)
+    except ValueError as err:
+        raise ConfigError(f"{readme}: {err}") from None
+    atomic_write_text(readme, text)
+    print(f"{readme}: Results from {build}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inc", description="Intermediate Neural Collapse companion")
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,6 +150,10 @@ def parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--dry-run", action="store_true",
                        help="validate the parameter files and list the runs and model-epochs, train nothing")
     p_rep.set_defaults(func=_reproduce)
+
+    res = sub.add_parser("results", help="write the claims tables of build/<scale>/ into the README's Results section")
+    res.add_argument("--scale", default="cpu", help="the build to take them from (default cpu)")
+    res.set_defaults(func=_results)
 
     r = sub.add_parser("runs", help="list runs with their status")
     r.add_argument("--runs-dir", default=None)

@@ -96,6 +96,22 @@ def to_html(notebook: Path) -> Path:
     return target
 
 
+def write_build_record(out_dir: Path, scale: str, seconds: float) -> dict:
+    """Gather the chapters' claims into ``claims.csv`` and stamp the build in ``build.json``
+    (scale, commit, UTC date, wall seconds, machine); returns the stamp."""
+    import json
+    import platform
+    from datetime import datetime, timezone
+    from .claims import gather
+    from .runs import git_commit
+    stamp = {"scale": scale, "commit": git_commit(),
+             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seconds": round(seconds),
+             "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})"}
+    atomic_write_text(out_dir / "claims.csv", gather(out_dir).to_csv(index=False))
+    atomic_write_text(out_dir / "build.json", json.dumps(stamp, indent=1))
+    return stamp
+
+
 def reproduce(scale: str = "smoke", root: Path | None = None) -> list[Path]:
     """Execute every chapter at ``scale``; returns the executed notebooks."""
     root = root or project_root() or Path.cwd()
@@ -104,7 +120,8 @@ def reproduce(scale: str = "smoke", root: Path | None = None) -> list[Path]:
     os.environ.setdefault("INC_PROGRESS", "0")            # tqdm output can time out papermill's IOPub
     os.environ.setdefault("INC_RUNS_DIR", str(root / "runs"))
     os.environ["INC_FIGURES_DIR"] = str(out_dir / "figures")
-    done = []
+    os.environ["INC_BUILD_DIR"] = str(out_dir)
+    done, start = [], time.perf_counter()
     for source, params_file in chapters(root, scale):
         tic = time.perf_counter()
         target = execute(source, params_file, out_dir)
@@ -113,6 +130,7 @@ def reproduce(scale: str = "smoke", root: Path | None = None) -> list[Path]:
         done.append(target)
     if not done:
         raise ConfigError(f"no chapter has parameters in params/{scale}/")
+    write_build_record(out_dir, scale, seconds=time.perf_counter() - start)
     index = "".join(f'<li><a href="{p.stem}.html">{p.stem}</a></li>' for p in done)
     atomic_write_text(out_dir / "index.html", f"<h1>INC companion ({scale})</h1><ul>{index}</ul>")
     return done

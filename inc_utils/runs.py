@@ -178,11 +178,12 @@ def provenance(device: str) -> dict:
         "inc_utils": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
         "numpy": numpy.__version__, "python": platform.python_version(), "platform": platform.platform(),
         "device": device, "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor(),
-        "git_commit": _git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The commit this package runs from (HEAD of its checkout), or None outside a git checkout."""
     root = project_root(Path(__file__).parent)
     if root is None:
         return None

@@ -108,3 +108,19 @@ def test_markdown_table_escapes_pipes_and_bolds_verdicts():
     lines = text.splitlines()
     assert lines[0] == "| claim | thesis | this_run | holds |"
     assert lines[2] == r"| a\|b | t | r | **no** |"
+
+
+def test_results_section_replaces_only_the_marked_block(tmp_path):
+    for chapter, holds in (("01_a", [K.YES, K.NO]), ("02_b", [K.NOT_MEASURABLE])):
+        K.save(K.table([K.Claim(f"c{i}", "t", "r", h) for i, h in enumerate(holds)]), chapter, tmp_path / "claims")
+    claims = K.gather(tmp_path)
+    assert claims.chapter.tolist() == ["01_a", "01_a", "02_b"]
+    section = K.results_section(claims, {"scale": "cpu", "commit": "0123456789abcdef", "date": "2026-11-30",
+                                         "seconds": 1800})
+    assert "commit 0123456789, 2026-11-30, 30 min" in section and "1 of 3 claims hold" in section
+    readme = f"# T\n\n{K.RESULTS_BEGIN}\nold\n{K.RESULTS_END}\n\n## Next\n"
+    new = K.replace_results(readme, section)
+    assert new.startswith("# T\n\n") and new.endswith("\n\n## Next\n") and "\nold\n" not in new
+    assert new.count("| c0 | t | r | **yes** |") == 1
+    with pytest.raises(ValueError):
+        K.replace_results("# no markers", section)
