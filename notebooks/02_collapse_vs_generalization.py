@@ -138,10 +138,11 @@ print(pairs.round(3).to_string())
 # %% [markdown]
 # ## What this run shows: the claims table
 #
-# The prose of this chapter states what the thesis reports (section 4.2). Each row is a claim of the thesis, the number this run measured, and whether the claim
-# holds here by a fixed rule (`inc_utils.claims.chapter2`; the tolerances are named constants in that
-# module). "Not measurable at this scale" means the run lacks what the rule needs. This table,
-# not the prose above, is what this run shows; it is also saved for the book's index page.
+# The prose of this chapter states what the thesis reports (section 4.2). Each row is a claim of the
+# thesis, the number this run measured, and whether the claim holds here by a fixed rule
+# (`inc_utils.claims.chapter2`; the tolerances are named constants in that module). "Not measurable
+# at this scale" means the run lacks what the rule needs. This table, not the prose above, is what
+# this run shows; it is also saved for the book's index page.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -157,10 +157,13 @@ plt.show()
 # %% [markdown]
 # ## What this run shows: the claims table
 #
-# The prose of this chapter states what the thesis reports (section 4.3); first, this run's Tables 4.3.1 and 4.3.2 beside the thesis's (MLP-10 on CIFAR10, 50,000 points: a different network and dataset, so compare the trends, not the values). Each row is a claim of the thesis, the number this run measured, and whether the claim
-# holds here by a fixed rule (`inc_utils.claims.chapter3`; the tolerances are named constants in that
-# module). "Not measurable at this scale" means the run lacks what the rule needs. This table,
-# not the prose above, is what this run shows; it is also saved for the book's index page.
+# The prose of this chapter states what the thesis reports (section 4.3); first, this run's Tables
+# 4.3.1 and 4.3.2 beside the thesis's (MLP-10 on CIFAR10, 50,000 points: a different network and
+# dataset, so compare the trends, not the values). Each row is a claim of the thesis, the number
+# this run measured, and whether the claim holds here by a fixed rule (`inc_utils.claims.chapter3`;
+# the tolerances are named constants in that module). "Not measurable at this scale" means the run
+# lacks what the rule needs. This table, not the prose above, is what this run shows; it is also
+# saved for the book's index page.
 
 # %%
 # NBVAL_CHECK_OUTPUT
