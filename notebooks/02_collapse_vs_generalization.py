@@ -50,7 +50,7 @@ accuracy_floor = 0.35
 collapse_measure = "rel_trace_w"
 collapse_threshold = 0.2
 executor = "local"         # or "processes" (with jobs), "submitit-local", "slurm"
-jobs = 1                   # worker processes for executor="processes", one torch thread each on a CPU
+jobs = 1                   # worker processes of the "processes" executor, one torch thread each
 batched = True             # MLPs that differ only in lr, weight decay, momentum or seed train together
 group_size = 33            # most MLPs per batched group; lower it if the GPU runs out of memory
 device = "auto"
