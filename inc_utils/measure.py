@@ -24,7 +24,7 @@ from .models import probe_points
 from .runs import Run, atomic_write_text
 from .train import build_for, load_splits, progress_enabled, resolve_device
 
-MEASURE_VERSION = 2
+MEASURE_VERSION = 3
 METRICS_FILE, SPECTRA_FILE, VERSION_FILE = "metrics.csv", "weight_spectra.csv", "metrics.json"
 
 
