@@ -441,21 +441,40 @@ def weight_spectra(points: Sequence[ProbePoint], k: int = 30) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["layer", "name", "index", "sv_rel"])
 
 
+#: Rules of ``collapse_layer``, the default first.
+COLLAPSE_RULES = ("stays", "first")
+
+
 def collapse_layer(values: pd.DataFrame | pd.Series, measure: str = REL_TRACE_W, threshold: float = 0.2, *,
-                   split: str = "train") -> int | None:
-    """First layer from which ``measure`` stays below ``threshold`` through the last layer; None if never.
+                   split: str = "train", rule: str = "stays") -> int | None:
+    """The layer of collapse: where ``measure`` falls below ``threshold``; None if it never does.
 
     ``values``: the ``measure_model`` table (filtered to ``split`` and ``measure``) or a Series
-    of one measure indexed by layer. The default rule is thesis 4.1.1's: the relative
+    of one measure indexed by layer. The default measure is thesis 4.1.1's: the relative
     within-class trace below 0.2 (SPEC "Measures"); CDNV (the authors' earlier code) and NC1
-    can be chosen by ``measure``. Requiring the measure to stay below from that layer on
-    makes a dip in early layers, followed by a rise, not count as collapse. NaN counts as
-    not below.
+    can be chosen by ``measure``. ``rule``:
+
+    - "stays" (default): the first layer from which the measure stays below the threshold
+      through the last layer, so that a dip in early layers followed by a rise does not count;
+    - "first": the earliest layer below the threshold, thesis 4.1.1's wording.
+
+    NaN counts as not below. An unknown measure or rule, or a table without rows of the
+    measure on the split, raises ``ValueError``.
     """
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}; known measures: {', '.join(MEASURES)}")
+    if rule not in COLLAPSE_RULES:
+        raise ValueError(f"unknown rule {rule!r}; known rules: {', '.join(COLLAPSE_RULES)}")
     if isinstance(values, pd.DataFrame):
         rows = values[(values["split"] == split) & (values["measure"] == measure)]
+        if rows.empty:
+            raise ValueError(f"the table has no {measure!r} rows on split {split!r}; "
+                             f"splits: {sorted(values['split'].unique())}")
         values = rows.set_index("layer")["value"]
     values = values.sort_index()
-    not_below = [i for i, v in enumerate(values.to_numpy()) if not v < threshold]
-    first = not_below[-1] + 1 if not_below else 0
+    below = values.to_numpy() < threshold
+    if rule == "first":
+        first = int(below.argmax()) if below.any() else len(values)
+    else:
+        first = len(values) - int(below[::-1].cumprod().sum())  # after the last layer not below
     return int(values.index[first]) if first < len(values) else None

@@ -289,6 +289,30 @@ def test_measure_model_matches_brute_force_on_a_convnet():
     assert_table_matches_brute_force(table, model, convnet_layer_inputs, splits)
 
 
+@pytest.mark.parametrize("positions", m.NC3_POSITIONS)
+def test_conv_nc3_matches_brute_force_on_unbalanced_classes(positions):
+    """Conv features (N, 6, 4, 5) feeding a (7, 6, 3, 3) weight; 4 classes of unequal sizes."""
+    g = torch.Generator().manual_seed(7)
+    y = torch.cat([torch.full((n,), c) for c, n in enumerate((30, 12, 25, 18))])
+    H = torch.randn(len(y), 6, 4, 5, generator=g, dtype=torch.float64) + torch.randn(4, 6, 4, 5, generator=g, dtype=torch.float64)[y] + 5
+    weight = torch.randn(7, 6, 3, 3, generator=g, dtype=torch.float64)
+    ours = m.measure_features(H, y, 4, weight=weight, positions=positions)
+    assert_close(ours, brute_force(H, y, 4, weight=weight, positions=positions))
+    other = m.measure_features(H, y, 4, weight=weight, positions=({*m.NC3_POSITIONS} - {positions}).pop())
+    assert abs(ours[m.NC3_AVCOS] - other[m.NC3_AVCOS]) > 1e-3  # the two definitions differ here
+
+
+def test_weight_singular_vectors_are_computed_once_per_checkpoint(monkeypatch):
+    calls = []
+    monkeypatch.setattr(m, "top_right_singular_vectors",
+                        lambda weight, k, f=m.top_right_singular_vectors: calls.append(k) or f(weight, k))
+    model = MLP(6, 3, depth=2, width=8)
+    x, y = torch.randn(12, 6), torch.arange(3).repeat(4)
+    table = m.measure_model(model, [(x, y)], [(x, y)], progress=False)
+    assert calls == [3, 3, 3]  # one per weight, not one per weight and split
+    assert table.query("measure == 'nc3_avcos'").groupby("split").size().tolist() == [3, 3]
+
+
 def test_results_do_not_depend_on_the_batch_size():
     """A float64 model, so that the features themselves do not depend on the batch size (float32 GEMMs may)."""
     torch.manual_seed(0)
@@ -393,16 +417,21 @@ def test_weight_spectra_table():
     assert last == pytest.approx(1.0, rel=1e-12)
 
 
-@pytest.mark.parametrize("values, expected", [
-    ([0.9, 0.5, 0.15, 0.1, 0.05], 2),  # stays below from layer 2
-    ([0.9, 0.1, 0.3, 0.19, 0.1], 3),  # dips at 1, rises at 2: collapse only from 3
-    ([0.1, 0.1, 0.1], 0),
-    ([0.9, 0.5, 0.3], None),  # never
-    ([0.9, 0.1, 0.25], None),  # dips, then ends above
-    ([0.9, 0.2, 0.1], 2),  # the threshold itself is not below
+@pytest.mark.parametrize("values, stays, first", [
+    ([0.9, 0.5, 0.15, 0.1, 0.05], 2, 2),  # stays below from layer 2
+    ([0.9, 0.1, 0.3, 0.19, 0.1], 3, 1),  # dips at 1, rises at 2: "stays" only from 3
+    ([0.1, 0.1, 0.1], 0, 0),
+    ([0.9, 0.5, 0.3], None, None),  # never
+    ([0.9, 0.1, 0.25], None, 1),  # dips, then ends above
+    ([0.9, 0.2, 0.1], 2, 2),  # the threshold itself is not below
+    ([0.9, float("nan"), 0.1], 2, 2),  # NaN is not below
 ])
-def test_collapse_layer_on_series(values, expected):
-    assert m.collapse_layer(pd.Series(values, index=range(len(values)))) == expected
+def test_collapse_layer_rules_on_series(values, stays, first):
+    series = pd.Series(values, index=range(3, 3 + len(values)))  # layers need not start at 0
+    shift = lambda layer: None if layer is None else layer + 3
+    assert m.collapse_layer(series) == shift(stays)
+    assert m.collapse_layer(series, rule="stays") == shift(stays)
+    assert m.collapse_layer(series, rule="first") == shift(first)
 
 
 def test_collapse_layer_on_the_table_picks_split_and_measure():
@@ -414,3 +443,14 @@ def test_collapse_layer_on_the_table_picks_split_and_measure():
     assert m.collapse_layer(table, split="test") is None
     assert m.collapse_layer(table, m.CDNV) == 1
     assert m.collapse_layer(table, m.CDNV, threshold=0.05) is None
+
+
+def test_collapse_layer_rejects_unknown_names():
+    table = pd.DataFrame([("train", 0, "l0", m.REL_TRACE_W, 0.1)], columns=list(m.COLUMNS))
+    with pytest.raises(ValueError, match="unknown measure 'cdvn'; known measures: trace_w, .*, cdnv, "):
+        m.collapse_layer(table, "cdvn")
+    with pytest.raises(ValueError, match="unknown rule 'last'; known rules: stays, first"):
+        m.collapse_layer(table, rule="last")
+    with pytest.raises(ValueError, match=r"no 'rel_trace_w' rows on split 'Train'; splits: \['train'\]"):
+        m.collapse_layer(table, split="Train")
+    assert m.collapse_layer(table) == 0
