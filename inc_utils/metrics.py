@@ -69,8 +69,8 @@ MEASURES: dict[str, str] = {
     NC2_COS_STD: "std (population) over c<c' of cos(μ̃_c, μ̃_c') (eq 2.20) -> 0",
     NC2_NORM_CV: "std (population) / mean over c of ‖μ̃_c‖ (eq 2.21) -> 0",
     NC3_AVCOS: "AvCosPABS: mean cosine of the principal angles between the top-C right singular "
-               "vectors of the weight and the centred class-mean span, conv positions flattened "
-               "(eq 2.25-2.26, 2.3.4.1) -> 1",
+               "vectors of the weight and the top-C centred class-mean span, conv positions "
+               "flattened (eq 2.25-2.26, 2.3.4.1) -> 1",
     NCC_ACC: "accuracy of the nearest-train-class-mean classifier (NC4) -> network accuracy",
     NCC_AGREE: "share of samples where the nearest-train-class-mean class equals the network's argmax (eq 2.17) -> 1",
 }
@@ -193,15 +193,18 @@ def nc3_mean_basis(means: torch.Tensor, counts: torch.Tensor, *, centered_means:
 
     means (C, in, *positions): class means with the input channel at dim 1 (a Linear's are
     (C, in), one position); counts (C,). The span is that of the centred means by default
-    (the thesis's M, r ≤ C − 1) or of the raw means (the authors' earlier code, r ≤ C).
-    ``positions`` says how the P positions of a conv layer's means enter:
+    (the thesis's M) or of the raw means (the authors' earlier code). ``positions`` says how
+    the P positions of a conv layer's means enter:
 
     - "flatten" (thesis 2.3.4.1, "flatten the features ... along the dimensions which are not
-      the input channels"): every position of every class mean is a column of
-      M (in x C·P), and Q_M holds its top r = C − 1 (raw: C) left singular vectors, the rank
-      of the dense case, to which this reduces for P = 1;
-    - "average": the span of the means over positions (C, in), each channel's spatial mean
-      (``capture.channel_view``; this project's definition before the thesis's).
+      the input channels"): every position of every class mean is a column of M (in x C·P),
+      and Q_M holds its top C left singular vectors, as in the authors' code;
+    - "average": the span of the means averaged over positions (C, in), each channel's spatial
+      mean (``capture.channel_view``; this project's definition before the thesis's).
+
+    Either way r ≤ C, and r ≤ the rank the centred means can have: C − 1 for a Linear, whose
+    centred means sum to zero with weights n_c, and for "average"; (C − 1)·P for "flatten".
+    Directions below the rounding floor of the raw means are dropped (``span_basis``).
     """
     if positions not in NC3_POSITIONS:
         raise ValueError(f"positions must be one of {NC3_POSITIONS}, not {positions!r}")
@@ -212,7 +215,9 @@ def nc3_mean_basis(means: torch.Tensor, counts: torch.Tensor, *, centered_means:
         raw, rows = raw.mean(2), rows.mean(2)
     else:  # (C·P, in): one row per class and position
         raw, rows = (x.transpose(1, 2).reshape(-1, n_in) for x in (raw, rows))
-    basis, _ = span_basis(rows, C - 1 if centered_means else C, torch.linalg.matrix_norm(raw, 2))
+    per_class = len(rows) // C  # P rows per class, or 1 after averaging
+    rank_bound = (C - 1) * per_class if centered_means else C
+    basis, _ = span_basis(rows, min(C, rank_bound), torch.linalg.matrix_norm(raw, 2))
     return basis
 
 
@@ -222,8 +227,8 @@ def avcos_pabs(weight_vectors: torch.Tensor, mean_basis: torch.Tensor) -> float:
     weight_vectors (in, C): the top-C right singular vectors of the weight
     (``top_right_singular_vectors``); mean_basis (in, r): ``nc3_mean_basis``. The cosines are
     the singular values of V_Cᵀ Q_M, min(C, r) of them, and their mean is 1 exactly when the
-    smaller space lies inside the other: for centred means (r = C − 1), whether the weight has
-    rank C or C − 1 (as the last layers reach, thesis 4.1.2); for raw means (r = C), when the
+    smaller space lies inside the other: for a Linear's centred means (r = C − 1), whether the
+    weight has rank C or C − 1 (as the last layers reach, thesis 4.1.2); for r = C, when the
     two C-dimensional spaces coincide.
     """
     return torch.linalg.svdvals(weight_vectors.to(mean_basis).T @ mean_basis).mean().item()

@@ -17,8 +17,9 @@ def brute_force(H, y, C, *, weight=None, ncc_means=None, net_pred=None, position
 
     H (N, *shape) features, y (N,) labels; with ``weight`` NC3 too, H's dim 1 being the
     weight's input channel (a conv's (N, in, h, w)) and, for a conv, the class-mean span that
-    of the flattened (in, C·h·w) centred class means (top C − 1 left singular vectors) or, with
-    ``positions="average"``, of the centred class means averaged over positions.
+    of the flattened (in, C·h·w) centred class means (their top C left singular vectors, C − 1
+    for a Linear) or, with ``positions="average"``, of the centred class means averaged over
+    positions (C − 1).
     """
     shape = np.shape(H)[1:]
     H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
@@ -51,7 +52,7 @@ def brute_force(H, y, C, *, weight=None, ncc_means=None, net_pred=None, position
         W = np.moveaxis(W, 1, -1).reshape(-1, W.shape[1])
         maps = M.reshape(C, shape[0], -1)  # (C, in, positions)
         flat = maps.mean(2).T if positions == "average" else maps.transpose(1, 0, 2).reshape(shape[0], -1)
-        Q_M = np.linalg.svd(flat, full_matrices=False)[0][:, : C - 1]
+        Q_M = np.linalg.svd(flat, full_matrices=False)[0][:, : C if flat.shape[1] > C else C - 1]
         V_C = np.linalg.svd(W, full_matrices=False)[2][:C].T
         out[m.NC3_AVCOS] = np.cos(scipy.linalg.subspace_angles(V_C, Q_M)).mean()
     return out
@@ -300,6 +301,14 @@ def test_conv_nc3_matches_brute_force_on_unbalanced_classes(positions):
     assert_close(ours, brute_force(H, y, 4, weight=weight, positions=positions))
     other = m.measure_features(H, y, 4, weight=weight, positions=({*m.NC3_POSITIONS} - {positions}).pop())
     assert abs(ours[m.NC3_AVCOS] - other[m.NC3_AVCOS]) > 1e-3  # the two definitions differ here
+
+
+def test_conv_nc3_of_one_position_is_the_dense_nc3():
+    H, y, weight = features_and_weight(conv=False)
+    dense = m.measure_features(H, y, 10, weight=weight)[m.NC3_AVCOS]
+    for positions in m.NC3_POSITIONS:
+        conv = m.measure_features(H[:, :, None, None], y, 10, weight=weight[:, :, None, None], positions=positions)
+        assert conv[m.NC3_AVCOS] == pytest.approx(dense, rel=1e-12)
 
 
 def test_weight_singular_vectors_are_computed_once_per_checkpoint(monkeypatch):
