@@ -30,6 +30,43 @@ within-class spread is tiny against the means, accurate to float64 rounding.
 
 The measures of the table, by name, are in ``MEASURES``; ``weight_spectra`` gives the NC3
 relative singular values, which depend on the weights only, as a second tidy table.
+
+Where the definitions differ from the thesis's text or the authors' code, and by how much on
+small cases: an MLP-4 (width 64) and a ConvNet-3 (16 channels) trained 300 full-batch steps on
+scikit-learn digits (141-146 samples per class), and the MLP on a subset with SVHN's class
+proportions (47-140 per class); C = 10.
+
+=====================  ==========================  ===============================  ============================
+quantity               here                        thesis text / authors' code      size of the difference
+=====================  ==========================  ===============================  ============================
+AvCosPABS average      mean over the r principal   eq 2.25 divides by C             exactly (C−1)/C of ours for
+                       angles, r = min(C, rank of                                   a Linear: capped at 0.9
+                       the centred means)
+NC3 class-mean span    centred means (the          raw means (the earlier code,     MLP: 0.002-0.054 (raw lower
+                       thesis's M)                 ``centered_means=False``)        on 4 of 5 layers); ConvNet:
+                                                                                    0.007, 0.056
+conv NC3 positions     flattened: top C of the     ``positions="average"``: the     ConvNet: 0.882 vs 0.888,
+                       (in x C·h·w) centred means  spatial mean of each channel     0.811 vs 0.814
+                       (thesis 2.3.4.1, the        (this project before)
+                       authors' code)
+Σ_W                    weighted by sample, 1/N Σ_i the authors' code: mean of the   small if balanced (digits: NC1
+                                                   class covariances, 1/C Σ_c       0.02-0.4% lower theirs);
+                                                                                    SVHN-like: 4-13% lower
+μ_G                    sample mean                 written for balanced classes     SVHN-like: NC1 1.2-2.5%
+                                                   (2.3.2), where it is the mean    higher with the mean of the
+                                                   of the class means               class means
+NC2 standard           population (ddof 0)         the authors' plots: ddof 1       theirs larger by √(n/(n−1)):
+deviations                                                                          1.011 for the 45 pairs (1.006
+                                                                                    over 90 ordered), 1.054 for
+                                                                                    the 10 norms
+relative trace         Tr Σ_W / (Tr Σ_W + Tr Σ_B)  4.1.1 writes Tr[Σ_B/Σ_T] < 0.2   Tr Σ_W / Tr Σ_T, Σ_T the
+                                                   (garbled: that ratio → 1)        total covariance: same if
+                                                                                    balanced (digits ≤ 2e-4);
+                                                                                    SVHN-like 0.009-0.016 higher
+layer of collapse      ``rule="stays"``: below     4.1.1: "the earliest layer"      the same while the measure
+                       from there to the last      below (``rule="first"``)         falls with depth; later by
+                       layer                                                        any dip before a rise
+=====================  ==========================  ===============================  ============================
 """
 from __future__ import annotations
 
