@@ -78,7 +78,7 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from .capture import Batches, channel_dim, channel_view, flat_view, is_reiterable, model_device, stream_features
+from .capture import Batches, channel_dim, flat_view, is_reiterable, model_device, stream_features
 from .models import ProbePoint, probe_points
 
 TRACE_W = "trace_w"
@@ -289,13 +289,12 @@ class LayerAccumulator:
         self.shape: torch.Size | None = None
 
     def add_means(self, H: torch.Tensor, y: torch.Tensor) -> None:
-        h = flat_view(H).double()
         if self.shape is None:
             self.shape = H.shape[1:]
-            self.shift = h.mean(0)
-            self.sums = h.new_zeros(self.num_classes, h.shape[1])
-            self.counts = h.new_zeros(self.num_classes)
-        self.sums.addmm_(self._one_hot(y).T, h - self.shift)
+            self.shift = flat_view(H).double().mean(0)
+            self.sums = self.shift.new_zeros(self.num_classes, len(self.shift))
+            self.counts = self.shift.new_zeros(self.num_classes)
+        self.sums.addmm_(self._one_hot(y).T, self._shifted(H))
         self.counts += torch.bincount(y, minlength=self.num_classes)
 
     def end_means(self, ncc_means: torch.Tensor | None = None) -> None:
@@ -322,13 +321,17 @@ class LayerAccumulator:
 
     def add_deviations(self, H: torch.Tensor, y: torch.Tensor, net_pred: torch.Tensor) -> None:
         one_hot = self._one_hot(y)
-        dev = flat_view(H).to(torch.float64, copy=True).sub_(self.shift).addmm_(one_hot, self.rel_means, alpha=-1)
+        dev = self._shifted(H).addmm_(one_hot, self.rel_means, alpha=-1)  # h_i − μ_{y_i}
         self.sq_dev += torch.linalg.vector_norm(dev, dim=1).square() @ one_hot
         proj = dev @ self._targets
         r = len(self.singular_values)
         self.proj_sq += proj[:, :r].square().sum(0)
         ncc = (self._ncc_sq - 2 * (proj[:, r:] + one_hot @ self._cross)).argmin(1)  # argmin_c ‖h − ν_c‖², first on ties
         self.ncc_hits += torch.stack([(ncc == y).sum(), (ncc == net_pred).sum()])
+
+    def _shifted(self, H: torch.Tensor) -> torch.Tensor:
+        """(B, d) float64 h − shift, a new tensor (the caller's features are never modified)."""
+        return flat_view(H).to(torch.float64, copy=True).sub_(self.shift)
 
     def _one_hot(self, y: torch.Tensor) -> torch.Tensor:
         """(B, C) float64 one-hot labels: per-class sums and gathers as GEMMs (index_add_ is slow on CPU)."""
