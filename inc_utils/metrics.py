@@ -32,9 +32,9 @@ The measures of the table, by name, are in ``MEASURES``; ``weight_spectra`` give
 relative singular values, which depend on the weights only, as a second tidy table.
 
 Where the definitions differ from the thesis's text or the authors' code, and by how much on
-small cases: an MLP-4 (width 64) and a ConvNet-3 (16 channels) trained 300 full-batch steps on
-scikit-learn digits (141-146 samples per class), and the MLP on a subset with SVHN's class
-proportions (47-140 per class); C = 10.
+small cases: an MLP-4 (width 64), a ConvNet-3 (16 channels) and a ConvNet-6 (32 channels)
+trained 300 full-batch steps on scikit-learn digits (141-146 samples per class), and the MLP on
+a subset with SVHN's class proportions (47-140 per class); C = 10.
 
 =====================  ==========================  ===============================  ============================
 quantity               here                        thesis text / authors' code      size of the difference
@@ -45,10 +45,10 @@ AvCosPABS average      mean over the r principal   eq 2.25 divides by C         
 NC3 class-mean span    centred means (the          raw means (the earlier code,     MLP: 0.002-0.054 (raw lower
                        thesis's M)                 ``centered_means=False``)        on 4 of 5 layers); ConvNet:
                                                                                     0.007, 0.056
-conv NC3 positions     flattened: top C of the     ``positions="average"``: the     ConvNet: 0.882 vs 0.888,
-                       (in x C·h·w) centred means  spatial mean of each channel     0.811 vs 0.814
-                       (thesis 2.3.4.1, the        (this project before)
-                       authors' code)
+conv NC3 positions     flattened: top C of the     ``positions="average"``: the     ConvNet-3: 0.882 vs 0.888,
+                       (in x C·h·w) centred means  spatial mean of each channel     0.811 vs 0.814; ConvNet-6
+                       (thesis 2.3.4.1, the        (this project before)            (32 channels): 0.005-0.035
+                       authors' code)                                               either way, up to 7.6%
 Σ_W                    weighted by sample, 1/N Σ_i the authors' code: mean of the   small if balanced (digits: NC1
                                                    class covariances, 1/C Σ_c       0.02-0.4% lower theirs);
                                                                                     SVHN-like: 4-13% lower
