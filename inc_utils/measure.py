@@ -24,7 +24,7 @@ from .models import probe_points
 from .runs import Run, atomic_write_text
 from .train import build_for, load_splits, progress_enabled, resolve_device
 
-MEASURE_VERSION = 2
+MEASURE_VERSION = 3
 METRICS_FILE, SPECTRA_FILE, VERSION_FILE = "metrics.csv", "weight_spectra.csv", "metrics.json"
 
 
@@ -86,11 +86,12 @@ def _tidy(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def collapse_summary(configs: list, *, runs_dir: str | Path | None = None, measure: str = "rel_trace_w",
-                     threshold: float = 0.2, accuracy_floor: float = 0.35, device: str | None = None,
+                     threshold: float = 0.2, rule: str = "stays", accuracy_floor: float = 0.35, device: str | None = None,
                      data_root: str | Path | None = None, progress: bool | None = None) -> pd.DataFrame:
     """One row per config: hyperparameters, status, final accuracies, layer of collapse.
 
-    Each finished run is measured at its last epoch only (cached like ``measure_run``).
+    Each finished run is measured at its last epoch only (cached like ``measure_run``);
+    ``measure``, ``threshold`` and ``rule`` go to ``metrics.collapse_layer``.
     ``included`` is False for runs that diverged, failed, are unfinished, or end below
     ``accuracy_floor`` test accuracy (thesis 4.2 leaves out models under 35%); ``reason`` says why.
     """
@@ -105,7 +106,7 @@ def collapse_summary(configs: list, *, runs_dir: str | Path | None = None, measu
             metrics, _ = measure_run(run, epochs=[cfg.epochs], device=device, data_root=data_root, progress=progress)
             net = metrics[metrics["measure"] == NET_ACC].set_index("split")["value"]
             row.update(train_acc=net["train"], test_acc=net["test"],
-                       collapse_layer=collapse_layer(metrics, measure, threshold))
+                       collapse_layer=collapse_layer(metrics, measure, threshold, rule=rule))
         reason = ("" if status == "done" and row["test_acc"] >= accuracy_floor
                   else status if status != "done" else f"test accuracy below {accuracy_floor:g}")
         rows.append({**row, "included": not reason, "reason": reason})

@@ -11,9 +11,12 @@ of ``centred: (C, d)`` (the thesis's M is its transpose), and
 Streaming in two passes over the data (``measure_model``), all sums in float64 on the model's
 device, memory O(C·d) per layer, never O(N·d) and never a d x d matrix:
 
-1. class sums and counts -> μ_c, μ_G, μ̃_c;
-2. with the thin SVD μ̃ = A diag(s) Uᵀ (U: (d, r), r = rank ≤ C − 1, the between-class
-   directions), the within-class deviations h_i − μ_{y_i}: their squared norms per class
+1. class sums and counts -> μ_c, μ_G, μ̃_c, all relative to the mean of the first batch, so
+   that an offset shared by all features (large against the class means' spread, as in
+   networks without normalisation) adds no rounding;
+2. with the thin SVD μ̃ = A diag(s) Uᵀ (U: (d, r), the between-class directions; r ≤ C − 1
+   since the n_c-weighted μ̃_c sum to zero, and directions below the rounding floor of the raw
+   means are dropped), the within-class deviations h_i − μ_{y_i}: their squared norms per class
    (Tr Σ_W, Var_c) and their squared projections on U (u_kᵀ Σ_W u_k), plus the
    nearest-class-centre predictions with the train means.
 
@@ -27,6 +30,43 @@ within-class spread is tiny against the means, accurate to float64 rounding.
 
 The measures of the table, by name, are in ``MEASURES``; ``weight_spectra`` gives the NC3
 relative singular values, which depend on the weights only, as a second tidy table.
+
+Where the definitions differ from the thesis's text or the authors' code, and by how much on
+small cases: an MLP-4 (width 64), a ConvNet-3 (16 channels) and a ConvNet-6 (32 channels)
+trained 300 full-batch steps on scikit-learn digits (141-146 samples per class), and the MLP on
+a subset with SVHN's class proportions (47-140 per class); C = 10.
+
+=====================  ==========================  ===============================  ============================
+quantity               here                        thesis text / authors' code      size of the difference
+=====================  ==========================  ===============================  ============================
+AvCosPABS average      mean over the r principal   eq 2.25 divides by C             exactly (C−1)/C of ours for
+                       angles, r = min(C, rank of                                   a Linear: capped at 0.9
+                       the centred means)
+NC3 class-mean span    centred means (the          raw means (the earlier code,     MLP: 0.002-0.054 (raw lower
+                       thesis's M)                 ``centered_means=False``)        on 4 of 5 layers); ConvNet:
+                                                                                    0.007, 0.056
+conv NC3 positions     flattened: top C of the     ``positions="average"``: the     ConvNet-3: 0.882 vs 0.888,
+                       (in x C·h·w) centred means  spatial mean of each channel     0.811 vs 0.814; ConvNet-6
+                       (thesis 2.3.4.1, the        (this project before)            (32 channels): 0.005-0.035
+                       authors' code)                                               either way, up to 7.6%
+Σ_W                    weighted by sample, 1/N Σ_i the authors' code: mean of the   small if balanced (digits: NC1
+                                                   class covariances, 1/C Σ_c       0.02-0.4% lower theirs);
+                                                                                    SVHN-like: 4-13% lower
+μ_G                    sample mean                 written for balanced classes     SVHN-like: NC1 1.2-2.5%
+                                                   (2.3.2), where it is the mean    higher with the mean of the
+                                                   of the class means               class means
+NC2 standard           population (ddof 0)         the authors' plots: ddof 1       theirs larger by √(n/(n−1)):
+deviations                                                                          1.011 for the 45 pairs (1.006
+                                                                                    over 90 ordered), 1.054 for
+                                                                                    the 10 norms
+relative trace         Tr Σ_W / (Tr Σ_W + Tr Σ_B)  4.1.1 writes Tr[Σ_B/Σ_T] < 0.2   Tr Σ_W / Tr Σ_T, Σ_T the
+                                                   (garbled: that ratio → 1)        total covariance: same if
+                                                                                    balanced (digits ≤ 2e-4);
+                                                                                    SVHN-like 0.009-0.016 higher
+layer of collapse      ``rule="stays"``: below     4.1.1: "the earliest layer"      the same while the measure
+                       from there to the last      below (``rule="first"``)         falls with depth; later by
+                       layer                                                        any dip before a rise
+=====================  ==========================  ===============================  ============================
 """
 from __future__ import annotations
 
@@ -38,7 +78,7 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from .capture import Batches, channel_dim, channel_view, flat_view, is_reiterable, model_device, stream_features
+from .capture import Batches, channel_dim, flat_view, is_reiterable, model_device, stream_features
 from .models import ProbePoint, probe_points
 
 TRACE_W = "trace_w"
@@ -66,11 +106,14 @@ MEASURES: dict[str, str] = {
     NC2_COS_STD: "std (population) over c<c' of cos(μ̃_c, μ̃_c') (eq 2.20) -> 0",
     NC2_NORM_CV: "std (population) / mean over c of ‖μ̃_c‖ (eq 2.21) -> 0",
     NC3_AVCOS: "AvCosPABS: mean cosine of the principal angles between the top-C right singular "
-               "vectors of the weight and the class-mean span (eq 2.25-2.26) -> 1",
+               "vectors of the weight and the top-C centred class-mean span, conv positions "
+               "flattened (eq 2.25-2.26, 2.3.4.1) -> 1",
     NCC_ACC: "accuracy of the nearest-train-class-mean classifier (NC4) -> network accuracy",
     NCC_AGREE: "share of samples where the nearest-train-class-mean class equals the network's argmax (eq 2.17) -> 1",
 }
 COLUMNS = ("split", "layer", "name", "measure", "value")
+#: How a conv layer's positions enter NC3's class-mean span, the default first (``nc3_mean_basis``).
+NC3_POSITIONS = ("flatten", "average")
 
 
 # ---------------------------------------------------------------- pure functions of statistics
@@ -79,18 +122,29 @@ def centre(means: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return means - (counts @ means) / counts.sum()
 
 
-def mean_basis(means: torch.Tensor, rtol: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Orthonormal basis U (d, r) of the span of the rows of ``means`` (C, d), and singular values s (r,).
+def span_basis(rows: torch.Tensor, max_rank: int, scale: float | torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orthonormal basis U (d, r) of the top directions of the span of ``rows`` (n, d), and their singular values s (r,).
 
-    Directions with s_k ≤ rtol · s_1 are dropped as numerically zero; the default
-    rtol = max(C, d) · eps(float64) is NumPy's ``matrix_rank`` rule. The centred means sum to
-    zero with weights n_c, so their exact rank is at most C − 1 and the C-th direction is
-    rounding noise that this drops.
+    Keeps at most ``max_rank`` directions, and of those only the ones with
+    s_k > max(n, d) · eps · ``scale``: NumPy's ``matrix_rank`` rule, with ``scale`` the size of
+    the numbers ``rows`` were computed from (default: s_1 of ``rows`` itself). Centred means
+    are differences of raw means, so their rounding noise is eps times the raw means, not
+    eps times their own size: pass s_1 of the raw means.
     """
-    _, s, vh = torch.linalg.svd(means, full_matrices=False)
-    rtol = max(means.shape) * torch.finfo(means.dtype).eps if rtol is None else rtol
-    keep = s > rtol * s[0]
-    return vh[keep].T, s[keep]
+    _, s, vh = torch.linalg.svd(rows, full_matrices=False)
+    scale = s[0] if scale is None else scale
+    keep = (s > max(rows.shape) * torch.finfo(rows.dtype).eps * scale)[:max_rank]
+    return vh[: len(keep)][keep].T, s[: len(keep)][keep]
+
+
+def between_class_basis(means: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """U (d, r), s (r,) of ``span_basis`` for the centred means of ``means`` (C, d): r ≤ C − 1.
+
+    The centred means sum to zero with weights n_c, so their exact rank is at most C − 1; the
+    C-th direction, and any below the rounding floor of the raw means, is noise and dropped.
+    """
+    return span_basis(centre(means, counts), len(means) - 1, torch.linalg.matrix_norm(means, 2))
 
 
 def trace_within(sq_dev: torch.Tensor, counts: torch.Tensor) -> float:
@@ -106,7 +160,7 @@ def trace_between(centred: torch.Tensor) -> float:
 def nc1(within_proj: torch.Tensor, s: torch.Tensor) -> float:
     """NC1 = Tr(Σ_W Σ_B⁺)/C = Σ_k u_kᵀ Σ_W u_k / s_k².
 
-    within_proj (r,): u_kᵀ Σ_W u_k on the between-class directions u_k of ``mean_basis(centred)``;
+    within_proj (r,): u_kᵀ Σ_W u_k on the between-class directions u_k of ``between_class_basis``;
     s (r,): the singular values of the centred means that go with them.
     """
     return (within_proj / s.square()).sum().item()
@@ -170,22 +224,51 @@ def top_right_singular_vectors(weight: torch.Tensor, k: int) -> torch.Tensor:
     return torch.from_numpy(vecs).to(weight.device)
 
 
-def avcos_pabs(weight: torch.Tensor, means: torch.Tensor, counts: torch.Tensor, *,
-               centered_means: bool = True, rtol: float | None = None) -> float:
-    """AvCosPABS: mean of the singular values of V_Cᵀ Q_M (eq 2.25-2.26).
+def nc3_mean_basis(means: torch.Tensor, counts: torch.Tensor, *, centered_means: bool = True,
+                   positions: str = "flatten") -> torch.Tensor:
+    """Orthonormal basis Q_M (in, r) of the class-mean span that AvCosPABS compares with the weight.
 
-    weight: Linear (out, in) or conv (out, in, *k); means (C, in): class means of the
-    per-channel features (``channel_view``); counts (C,). V_C: the top-C right singular
-    vectors of ``weight_matrix(weight)``; Q_M: an orthonormal basis of the class-mean span,
-    of the centred means by default (the thesis's M) or of the raw means (the authors'
-    earlier code). The centred span has rank C − 1, so there are C − 1 principal angles, and
-    their mean is 1 exactly when the span lies inside the top-C singular space — whether the
-    weight has rank C or C − 1 (as the last layers reach, thesis 4.1.2). The raw means span C
-    dimensions, and 1 then means the two C-dimensional spaces coincide.
+    means (C, in, *positions): class means with the input channel at dim 1 (a Linear's are
+    (C, in), one position); counts (C,). The span is that of the centred means by default
+    (the thesis's M) or of the raw means (the authors' earlier code). ``positions`` says how
+    the P positions of a conv layer's means enter:
+
+    - "flatten" (thesis 2.3.4.1, "flatten the features ... along the dimensions which are not
+      the input channels"): every position of every class mean is a column of M (in x C·P),
+      and Q_M holds its top C left singular vectors, as in the authors' code;
+    - "average": the span of the means averaged over positions (C, in), each channel's spatial
+      mean (``capture.channel_view``; this project's definition before the thesis's).
+
+    Either way r ≤ C, and r ≤ the rank the centred means can have: C − 1 for a Linear, whose
+    centred means sum to zero with weights n_c, and for "average"; (C − 1)·P for "flatten".
+    Directions below the rounding floor of the raw means are dropped (``span_basis``).
     """
-    v_c = top_right_singular_vectors(weight, len(means)).to(means)
-    q_m, _ = mean_basis(centre(means, counts) if centered_means else means, rtol)
-    return torch.linalg.svdvals(v_c.T @ q_m).mean().item()
+    if positions not in NC3_POSITIONS:
+        raise ValueError(f"positions must be one of {NC3_POSITIONS}, not {positions!r}")
+    C, n_in = means.shape[:2]
+    raw = means.reshape(C, n_in, -1)  # (C, in, P)
+    rows = centre(raw.flatten(1), counts).view_as(raw) if centered_means else raw
+    if positions == "average":
+        raw, rows = raw.mean(2), rows.mean(2)
+    else:  # (C·P, in): one row per class and position
+        raw, rows = (x.transpose(1, 2).reshape(-1, n_in) for x in (raw, rows))
+    per_class = len(rows) // C  # P rows per class, or 1 after averaging
+    rank_bound = (C - 1) * per_class if centered_means else C
+    basis, _ = span_basis(rows, min(C, rank_bound), torch.linalg.matrix_norm(raw, 2))
+    return basis
+
+
+def avcos_pabs(weight_vectors: torch.Tensor, mean_basis: torch.Tensor) -> float:
+    """AvCosPABS (eq 2.25-2.26): the mean cosine of the principal angles between two subspaces.
+
+    weight_vectors (in, C): the top-C right singular vectors of the weight
+    (``top_right_singular_vectors``); mean_basis (in, r): ``nc3_mean_basis``. The cosines are
+    the singular values of V_Cᵀ Q_M, min(C, r) of them, and their mean is 1 exactly when the
+    smaller space lies inside the other: for a Linear's centred means (r = C − 1), whether the
+    weight has rank C or C − 1 (as the last layers reach, thesis 4.1.2); for r = C, when the
+    two C-dimensional spaces coincide.
+    """
+    return torch.linalg.svdvals(weight_vectors.to(mean_basis).T @ mean_basis).mean().item()
 
 
 # ---------------------------------------------------------------- streaming accumulation
@@ -195,6 +278,10 @@ class LayerAccumulator:
     Pass 1: ``add_means(H, y)`` for every batch, then ``end_means(ncc_means)``.
     Pass 2: ``add_deviations(H, y, net_pred)`` for every batch, then ``measures()``.
     ``H`` may be (B, *shape); it is flattened to (B, d) and cast to float64.
+
+    Every statistic is taken relative to ``shift``, the mean of the first batch: h − shift is
+    exact in float64 (Sterbenz) and of the size of the data's spread, so an offset common to
+    all features, however large against that spread, adds no rounding to the class means.
     """
 
     def __init__(self, num_classes: int):
@@ -202,12 +289,12 @@ class LayerAccumulator:
         self.shape: torch.Size | None = None
 
     def add_means(self, H: torch.Tensor, y: torch.Tensor) -> None:
-        h = flat_view(H).double()
         if self.shape is None:
             self.shape = H.shape[1:]
-            self.sums = h.new_zeros(self.num_classes, h.shape[1])
-            self.counts = h.new_zeros(self.num_classes)
-        self.sums.addmm_(self._one_hot(y).T, h)
+            self.shift = flat_view(H).double().mean(0)
+            self.sums = self.shift.new_zeros(self.num_classes, len(self.shift))
+            self.counts = self.shift.new_zeros(self.num_classes)
+        self.sums.addmm_(self._one_hot(y).T, self._shifted(H))
         self.counts += torch.bincount(y, minlength=self.num_classes)
 
     def end_means(self, ncc_means: torch.Tensor | None = None) -> None:
@@ -215,21 +302,26 @@ class LayerAccumulator:
         if self.shape is None or (self.counts == 0).any():
             raise ValueError(f"every class needs samples; counts per class: "
                              f"{None if self.shape is None else self.counts.tolist()}")
-        self.means = self.sums / self.counts[:, None]
-        self.centred = centre(self.means, self.counts)
-        self.basis, self.singular_values = mean_basis(self.centred)
-        ncc_means = self.means if ncc_means is None else ncc_means.to(self.means)
-        # One GEMM of the deviations per batch serves NC1 and NCC: h·ν_c = (h − μ_y)·ν_c + μ_y·ν_c.
-        self._targets = torch.cat([self.basis, ncc_means.T], 1)  # (d, r + C)
-        self._cross = self.means @ ncc_means.T  # (C, C): μ_c · ν_c'
-        self._ncc_sq = ncc_means.square().sum(1)  # (C,): ‖ν_c‖²
+        self.rel_means = self.sums / self.counts[:, None]  # μ_c − shift
+        self.centred = centre(self.rel_means, self.counts)
+        self.basis, self.singular_values = between_class_basis(self.rel_means, self.counts)
+        ncc = self.rel_means if ncc_means is None else ncc_means.to(self.rel_means) - self.shift  # ν_c − shift
+        # One GEMM of the deviations per batch serves NC1 and NCC: h·ν_c = (h − μ_y)·ν_c + μ_y·ν_c (all − shift).
+        self._targets = torch.cat([self.basis, ncc.T], 1)  # (d, r + C)
+        self._cross = self.rel_means @ ncc.T  # (C, C)
+        self._ncc_sq = ncc.square().sum(1)  # (C,)
         self.sq_dev = torch.zeros_like(self.counts)
         self.proj_sq = torch.zeros_like(self.singular_values)
         self.ncc_hits = self.counts.new_zeros(2)  # [NCC == label, NCC == network argmax]
 
+    @property
+    def means(self) -> torch.Tensor:
+        """Class means μ_c (C, d)."""
+        return self.shift + self.rel_means
+
     def add_deviations(self, H: torch.Tensor, y: torch.Tensor, net_pred: torch.Tensor) -> None:
         one_hot = self._one_hot(y)
-        dev = flat_view(H).to(torch.float64, copy=True).addmm_(one_hot, self.means, alpha=-1)  # h_i − μ_{y_i}
+        dev = self._shifted(H).addmm_(one_hot, self.rel_means, alpha=-1)  # h_i − μ_{y_i}
         self.sq_dev += torch.linalg.vector_norm(dev, dim=1).square() @ one_hot
         proj = dev @ self._targets
         r = len(self.singular_values)
@@ -237,13 +329,24 @@ class LayerAccumulator:
         ncc = (self._ncc_sq - 2 * (proj[:, r:] + one_hot @ self._cross)).argmin(1)  # argmin_c ‖h − ν_c‖², first on ties
         self.ncc_hits += torch.stack([(ncc == y).sum(), (ncc == net_pred).sum()])
 
+    def _shifted(self, H: torch.Tensor) -> torch.Tensor:
+        """(B, d) float64 h − shift, a new tensor (the caller's features are never modified)."""
+        return flat_view(H).to(torch.float64, copy=True).sub_(self.shift)
+
     def _one_hot(self, y: torch.Tensor) -> torch.Tensor:
         """(B, C) float64 one-hot labels: per-class sums and gathers as GEMMs (index_add_ is slow on CPU)."""
         return torch.nn.functional.one_hot(y, self.num_classes).double()
 
-    def channel_means(self, dim: int) -> torch.Tensor:
-        """Per-channel class means (C, n_channels): ``channel_view`` of the class means (C, *shape)."""
-        return channel_view(self.means.reshape(self.num_classes, *self.shape), dim)
+    def nc3(self, weight_vectors: torch.Tensor, channel: int, *, centered_means: bool = True,
+            positions: str = "flatten") -> float:
+        """AvCosPABS against ``weight_vectors`` (in, C) of a weight acting on dimension ``channel`` of the features.
+
+        Centred means do not depend on the shift, and are more exact without it.
+        """
+        means = (self.rel_means if centered_means else self.means).reshape(self.num_classes, *self.shape)
+        basis = nc3_mean_basis(means.movedim(channel, 1), self.counts, centered_means=centered_means,
+                               positions=positions)
+        return avcos_pabs(weight_vectors, basis)
 
     def measures(self) -> dict[str, float]:
         """All measures but NC3, keyed by the names of ``MEASURES``."""
@@ -252,34 +355,41 @@ class LayerAccumulator:
         acc, agree = (self.ncc_hits / n).tolist()
         return {TRACE_W: tw, TRACE_B: tb, REL_TRACE_W: tw / (tw + tb),
                 NC1: nc1(self.proj_sq / n, self.singular_values),
-                CDNV: cdnv(self.means, self.sq_dev / self.counts),
+                CDNV: cdnv(self.rel_means, self.sq_dev / self.counts),
                 NC2_COS_MEAN: nc2_cos_mean(self.centred), NC2_COS_STD: nc2_cos_std(self.centred),
                 NC2_NORM_CV: nc2_norm_cv(self.centred), NCC_ACC: acc, NCC_AGREE: agree}
 
 
 def measure_features(H: torch.Tensor, y: torch.Tensor, num_classes: int, *,
-                     net_pred: torch.Tensor | None = None, ncc_means: torch.Tensor | None = None) -> dict[str, float]:
-    """All measures but NC3 of in-memory features H (N, d) with labels y (N,) in [0, num_classes).
+                     net_pred: torch.Tensor | None = None, ncc_means: torch.Tensor | None = None,
+                     weight: torch.Tensor | None = None, centered_means: bool = True,
+                     positions: str = "flatten") -> dict[str, float]:
+    """All measures of in-memory features H (N, *shape) with labels y (N,) in [0, num_classes).
 
     ``net_pred`` (N,): the network's predictions for NCC agreement (default: the labels);
-    ``ncc_means`` (C, d): the class means NCC uses (default: those of H).
+    ``ncc_means`` (C, d): the class means NCC uses (default: those of H). With ``weight``, the
+    weight of the module H feeds (Linear (out, in), H (N, in); conv (out, in, *k),
+    H (N, in, *positions)), NC3 too, with ``centered_means`` and ``positions`` of ``nc3_mean_basis``.
     """
     acc = LayerAccumulator(num_classes)
     acc.add_means(H, y)
     acc.end_means(ncc_means)
     acc.add_deviations(H, y, y if net_pred is None else net_pred)
-    return acc.measures()
+    if weight is None:
+        return acc.measures()
+    nc3 = acc.nc3(top_right_singular_vectors(weight, num_classes), 1, centered_means=centered_means,
+                  positions=positions)
+    return {**acc.measures(), NC3_AVCOS: nc3}
 
 
-def _nc3(point: ProbePoint, acc: LayerAccumulator, centered_means: bool) -> dict[str, float]:
-    """AvCosPABS of a probe point whose module has a weight acting on its input channels, else nothing."""
+def _nc3_weight_vectors(point: ProbePoint, acc: LayerAccumulator) -> torch.Tensor | None:
+    """Top-C right singular vectors of the point's weight if it acts on the features' channels, else None."""
     weight = getattr(point.module, "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.ndim < 2:
-        return {}
-    means = acc.channel_means(channel_dim(point.module))
-    if weight.shape[1] != means.shape[1]:  # e.g. a grouped convolution
-        return {}
-    return {NC3_AVCOS: avcos_pabs(weight.detach(), means, acc.counts, centered_means=centered_means)}
+        return None
+    if weight.shape[1] != (acc.num_classes, *acc.shape)[channel_dim(point.module)]:  # e.g. a grouped convolution
+        return None
+    return top_right_singular_vectors(weight.detach(), acc.num_classes)
 
 
 def _measure_split(model: nn.Module, batches: Batches, points: Sequence[ProbePoint], *, device: torch.device,
@@ -316,7 +426,7 @@ def _measure_split(model: nn.Module, batches: Batches, points: Sequence[ProbePoi
 def measure_model(model: nn.Module, train_batches: Batches, test_batches: Batches | None = None,
                   points: Sequence[ProbePoint | nn.Module] | None = None, *,
                   device: torch.device | str | None = None, num_classes: int | None = None,
-                  centered_means: bool = True, progress: bool = True) -> pd.DataFrame:
+                  centered_means: bool = True, positions: str = "flatten", progress: bool = True) -> pd.DataFrame:
     """Measure every probe point of ``model`` on the train (and test) split.
 
     ``*_batches``: normalised ``(x, y)`` batches, a zero-argument callable returning an
@@ -324,7 +434,8 @@ def measure_model(model: nn.Module, train_batches: Batches, test_batches: Batche
     is read twice. ``points``: ``probe_points(model)`` by default, or any modules (their order
     gives the layer numbers). ``device``: where the model and the float64 statistics live
     (default the model's; a given device moves the model). ``num_classes``: default the
-    width of the logits. ``centered_means``: class-mean span for NC3, see ``avcos_pabs``.
+    width of the logits. ``centered_means``, ``positions``: NC3's class-mean span, see
+    ``nc3_mean_basis``; the weights' singular vectors are computed once for both splits.
 
     NCC (NC4) uses the train class means on both splits; every other measure uses the
     split's own statistics. Returns the tidy table ``COLUMNS`` = (split, layer, name, measure,
@@ -348,9 +459,16 @@ def measure_model(model: nn.Module, train_batches: Batches, test_batches: Batche
     if test_batches is not None:
         splits["test"] = _measure_split(model, test_batches, points, device=device, train=splits["train"][0],
                                         num_classes=num_classes, progress=progress, split="test")
-    rows = [(split, p.layer, p.name, measure, value)
-            for split, (accs, _) in splits.items() for p, acc in zip(points, accs)
-            for measure, value in {**acc.measures(), **_nc3(p, acc, centered_means)}.items()]
+    train_accs = splits["train"][0]
+    weight_vectors = [_nc3_weight_vectors(p, acc) for p, acc in zip(points, train_accs)]
+    rows = []
+    for split, (accs, _) in splits.items():
+        for p, acc, vectors in zip(points, accs, weight_vectors):
+            values = acc.measures()
+            if vectors is not None:
+                values[NC3_AVCOS] = acc.nc3(vectors, channel_dim(p.module), centered_means=centered_means,
+                                            positions=positions)
+            rows += [(split, p.layer, p.name, measure, value) for measure, value in values.items()]
     rows += [(split, -1, "network", NET_ACC, net_acc) for split, (_, net_acc) in splits.items()]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
@@ -368,21 +486,40 @@ def weight_spectra(points: Sequence[ProbePoint], k: int = 30) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["layer", "name", "index", "sv_rel"])
 
 
+#: Rules of ``collapse_layer``, the default first.
+COLLAPSE_RULES = ("stays", "first")
+
+
 def collapse_layer(values: pd.DataFrame | pd.Series, measure: str = REL_TRACE_W, threshold: float = 0.2, *,
-                   split: str = "train") -> int | None:
-    """First layer from which ``measure`` stays below ``threshold`` through the last layer; None if never.
+                   split: str = "train", rule: str = "stays") -> int | None:
+    """The layer of collapse: where ``measure`` falls below ``threshold``; None if it never does.
 
     ``values``: the ``measure_model`` table (filtered to ``split`` and ``measure``) or a Series
-    of one measure indexed by layer. The default rule is thesis 4.1.1's: the relative
+    of one measure indexed by layer. The default measure is thesis 4.1.1's: the relative
     within-class trace below 0.2 (SPEC "Measures"); CDNV (the authors' earlier code) and NC1
-    can be chosen by ``measure``. Requiring the measure to stay below from that layer on
-    makes a dip in early layers, followed by a rise, not count as collapse. NaN counts as
-    not below.
+    can be chosen by ``measure``. ``rule``:
+
+    - "stays" (default): the first layer from which the measure stays below the threshold
+      through the last layer, so that a dip in early layers followed by a rise does not count;
+    - "first": the earliest layer below the threshold, thesis 4.1.1's wording.
+
+    NaN counts as not below. An unknown measure or rule, or a table without rows of the
+    measure on the split, raises ``ValueError``.
     """
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}; known measures: {', '.join(MEASURES)}")
+    if rule not in COLLAPSE_RULES:
+        raise ValueError(f"unknown rule {rule!r}; known rules: {', '.join(COLLAPSE_RULES)}")
     if isinstance(values, pd.DataFrame):
         rows = values[(values["split"] == split) & (values["measure"] == measure)]
+        if rows.empty:
+            raise ValueError(f"the table has no {measure!r} rows on split {split!r}; "
+                             f"splits: {sorted(values['split'].unique())}")
         values = rows.set_index("layer")["value"]
     values = values.sort_index()
-    not_below = [i for i, v in enumerate(values.to_numpy()) if not v < threshold]
-    first = not_below[-1] + 1 if not_below else 0
+    below = values.to_numpy() < threshold
+    if rule == "first":
+        first = int(below.argmax()) if below.any() else len(values)
+    else:
+        first = len(values) - int(below[::-1].cumprod().sum())  # after the last layer not below
     return int(values.index[first]) if first < len(values) else None

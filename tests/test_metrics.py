@@ -12,12 +12,16 @@ from inc_utils.models import MLP, ConvNet, probe_points
 RTOL = 1e-8
 
 
-def brute_force(H, y, C, *, weight=None, channel_shape=None, ncc_means=None, net_pred=None):
+def brute_force(H, y, C, *, weight=None, ncc_means=None, net_pred=None, positions="flatten"):
     """Every measure from full covariance matrices in float64 (numpy/scipy, no inc_utils code).
 
-    H (N, *shape) features, y (N,) labels. ``channel_shape``: the per-sample shape, with the
-    input channel first, for the NC3 per-channel means of a conv layer.
+    H (N, *shape) features, y (N,) labels; with ``weight`` NC3 too, H's dim 1 being the
+    weight's input channel (a conv's (N, in, h, w)) and, for a conv, the class-mean span that
+    of the flattened (in, C·h·w) centred class means (their top C left singular vectors, C − 1
+    for a Linear) or, with ``positions="average"``, of the centred class means averaged over
+    positions (C − 1).
     """
+    shape = np.shape(H)[1:]
     H = np.asarray(H, dtype=np.float64).reshape(len(H), -1)
     y = np.asarray(y)
     N, d = H.shape
@@ -46,10 +50,11 @@ def brute_force(H, y, C, *, weight=None, channel_shape=None, ncc_means=None, net
     if weight is not None:
         W = np.asarray(weight, dtype=np.float64)
         W = np.moveaxis(W, 1, -1).reshape(-1, W.shape[1])
-        ch = mu.reshape(C, *channel_shape).reshape(C, channel_shape[0], -1).mean(-1) if channel_shape else mu
+        maps = M.reshape(C, shape[0], -1)  # (C, in, positions)
+        flat = maps.mean(2).T if positions == "average" else maps.transpose(1, 0, 2).reshape(shape[0], -1)
+        Q_M = np.linalg.svd(flat, full_matrices=False)[0][:, : C if flat.shape[1] > C else C - 1]
         V_C = np.linalg.svd(W, full_matrices=False)[2][:C].T
-        angles = scipy.linalg.subspace_angles(V_C, (ch - counts @ ch / N).T)
-        out[m.NC3_AVCOS] = np.cos(angles).mean()
+        out[m.NC3_AVCOS] = np.cos(scipy.linalg.subspace_angles(V_C, Q_M)).mean()
     return out
 
 
@@ -122,6 +127,11 @@ def _weight_with_right_space(right, d, seed=2):
     return U @ torch.diag(s) @ V[:, :k].T
 
 
+def avcos(weight, means, counts, **kwargs):
+    """AvCosPABS of a weight against class means (C, in, *positions)."""
+    return m.avcos_pabs(m.top_right_singular_vectors(weight, len(means)), m.nc3_mean_basis(means, counts, **kwargs))
+
+
 @pytest.mark.parametrize("centered", [True, False])
 def test_avcos_pabs_is_one_for_the_class_mean_span_and_zero_orthogonal_to_it(centered):
     C, d = 5, 40
@@ -132,8 +142,8 @@ def test_avcos_pabs_is_one_for_the_class_mean_span_and_zero_orthogonal_to_it(cen
     eye = torch.eye(d, dtype=torch.float64)
     aligned = _weight_with_right_space(torch.linalg.qr(means.T)[0], d)
     orthogonal = _weight_with_right_space(eye[:, C: 2 * C], d)
-    assert m.avcos_pabs(aligned, means, counts, centered_means=centered) == pytest.approx(1.0, abs=1e-12)
-    assert m.avcos_pabs(orthogonal, means, counts, centered_means=centered) == pytest.approx(0.0, abs=1e-12)
+    assert avcos(aligned, means, counts, centered_means=centered) == pytest.approx(1.0, abs=1e-12)
+    assert avcos(orthogonal, means, counts, centered_means=centered) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_avcos_pabs_centred_sees_c_minus_1_angles():
@@ -147,8 +157,8 @@ def test_avcos_pabs_centred_sees_c_minus_1_angles():
     counts = torch.ones(C, dtype=torch.float64)
     means = centred + 3 * eye[C - 1]  # the global mean direction is e_C
     weight = _weight_with_right_space(torch.cat([eye[:, : C - 1], eye[:, C: C + 1]], 1), d)
-    assert m.avcos_pabs(weight, means, counts) == pytest.approx(1.0, abs=1e-12)
-    assert m.avcos_pabs(weight, means, counts, centered_means=False) == pytest.approx((C - 1) / C, abs=1e-12)
+    assert avcos(weight, means, counts) == pytest.approx(1.0, abs=1e-12)
+    assert avcos(weight, means, counts, centered_means=False) == pytest.approx((C - 1) / C, abs=1e-12)
 
 
 def test_relative_singular_values_of_conv_weight_use_input_channels_as_columns():
@@ -192,9 +202,8 @@ def test_every_measure_matches_brute_force_on_random_unbalanced_classes(seed):
     weight = torch.randn(7, H.shape[1], generator=g, dtype=torch.float64)
     ref = brute_force(H, y, C, weight=weight, ncc_means=train_means, net_pred=net_pred)
     H_before = H.clone()
-    ours = m.measure_features(H, y, C, ncc_means=train_means, net_pred=net_pred)
+    ours = m.measure_features(H, y, C, ncc_means=train_means, net_pred=net_pred, weight=weight)
     assert torch.equal(H, H_before)  # float64 features are not modified in place
-    ours[m.NC3_AVCOS] = m.avcos_pabs(weight, torch.stack([H[y == c].mean(0) for c in range(C)]), torch.bincount(y).double())
     assert set(ours) == set(m.MEASURES)
     assert_close(ours, ref)
 
@@ -224,8 +233,7 @@ def assert_table_matches_brute_force(table, model, layer_inputs, splits):
         for p, H in zip(points, feats[s]):
             train_H, train_y = feats["train"][p.layer], splits["train"][1]
             train_means = np.stack([train_H[train_y == c].double().reshape(-1, H[0].numel()).mean(0) for c in range(C)])
-            ref = brute_force(H, y, C, weight=p.weight.detach(), channel_shape=tuple(H.shape[1:]) if H.ndim > 2 else None,
-                              ncc_means=train_means, net_pred=preds[s])
+            ref = brute_force(H, y, C, weight=p.weight.detach(), ncc_means=train_means, net_pred=preds[s])
             assert_close(got.loc[(s, p.layer)], ref)
         assert got.loc[(s, -1, m.NET_ACC)] == (preds[s] == y).double().mean().item()
     assert set(table["measure"]) == set(m.MEASURES) | {m.NET_ACC}
@@ -282,6 +290,38 @@ def test_measure_model_matches_brute_force_on_a_convnet():
     assert_table_matches_brute_force(table, model, convnet_layer_inputs, splits)
 
 
+@pytest.mark.parametrize("positions", m.NC3_POSITIONS)
+def test_conv_nc3_matches_brute_force_on_unbalanced_classes(positions):
+    """Conv features (N, 6, 4, 5) feeding a (7, 6, 3, 3) weight; 4 classes of unequal sizes."""
+    g = torch.Generator().manual_seed(7)
+    y = torch.cat([torch.full((n,), c) for c, n in enumerate((30, 12, 25, 18))])
+    H = torch.randn(len(y), 6, 4, 5, generator=g, dtype=torch.float64) + torch.randn(4, 6, 4, 5, generator=g, dtype=torch.float64)[y] + 5
+    weight = torch.randn(7, 6, 3, 3, generator=g, dtype=torch.float64)
+    ours = m.measure_features(H, y, 4, weight=weight, positions=positions)
+    assert_close(ours, brute_force(H, y, 4, weight=weight, positions=positions))
+    other = m.measure_features(H, y, 4, weight=weight, positions=({*m.NC3_POSITIONS} - {positions}).pop())
+    assert abs(ours[m.NC3_AVCOS] - other[m.NC3_AVCOS]) > 1e-3  # the two definitions differ here
+
+
+def test_conv_nc3_of_one_position_is_the_dense_nc3():
+    H, y, weight = features_and_weight(conv=False)
+    dense = m.measure_features(H, y, 10, weight=weight)[m.NC3_AVCOS]
+    for positions in m.NC3_POSITIONS:
+        conv = m.measure_features(H[:, :, None, None], y, 10, weight=weight[:, :, None, None], positions=positions)
+        assert conv[m.NC3_AVCOS] == pytest.approx(dense, rel=1e-12)
+
+
+def test_weight_singular_vectors_are_computed_once_per_checkpoint(monkeypatch):
+    calls = []
+    monkeypatch.setattr(m, "top_right_singular_vectors",
+                        lambda weight, k, f=m.top_right_singular_vectors: calls.append(k) or f(weight, k))
+    model = MLP(6, 3, depth=2, width=8)
+    x, y = torch.randn(12, 6), torch.arange(3).repeat(4)
+    table = m.measure_model(model, [(x, y)], [(x, y)], progress=False)
+    assert calls == [3, 3, 3]  # one per weight, not one per weight and split
+    assert table.query("measure == 'nc3_avcos'").groupby("split").size().tolist() == [3, 3]
+
+
 def test_results_do_not_depend_on_the_batch_size():
     """A float64 model, so that the features themselves do not depend on the batch size (float32 GEMMs may)."""
     torch.manual_seed(0)
@@ -293,17 +333,76 @@ def test_results_do_not_depend_on_the_batch_size():
 
 
 # ------------------------------------------------------------------------- invariances
-INVARIANT_TO_ROTATION = (m.NC1, m.NC2_COS_MEAN, m.NC2_COS_STD, m.NC2_NORM_CV, m.CDNV, m.REL_TRACE_W, m.TRACE_W, m.TRACE_B)
-INVARIANT_TO_SCALE = (m.NC1, m.NC2_COS_MEAN, m.NC2_COS_STD, m.NC2_NORM_CV, m.CDNV, m.REL_TRACE_W)
+INVARIANT_TO_SCALE = (m.NC1, m.NC2_COS_MEAN, m.NC2_COS_STD, m.NC2_NORM_CV, m.CDNV, m.REL_TRACE_W, m.NC3_AVCOS,
+                      m.NCC_ACC, m.NCC_AGREE)
 
 
-def test_orthogonal_rotation_and_global_scaling_leave_measures_unchanged():
-    H, y = random_classes(3)
-    Q = torch.linalg.qr(torch.randn(12, 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64))[0]
-    base = m.measure_features(H, y, 5)
-    assert_close(m.measure_features(H @ Q, y, 5), base, INVARIANT_TO_ROTATION, rtol=1e-10)
-    assert_close(m.measure_features(7.3 * H, y, 5), base, INVARIANT_TO_SCALE, rtol=1e-10)
-    assert m.measure_features(7.3 * H, y, 5)[m.TRACE_W] == pytest.approx(7.3**2 * base[m.TRACE_W], rel=1e-12)
+def features_and_weight(conv, C=10, n=60, seed=0):
+    """Classes as in the issue's reproducer (spread 2, noise 1): dense H (C·n, 32) with a (24, 32) weight,
+    or conv H (C·n, 16, 3, 3) with a (8, 16, 2, 2) weight; y (C·n,)."""
+    g = torch.Generator().manual_seed(seed)
+    shape, w_shape = ((16, 3, 3), (8, 16, 2, 2)) if conv else ((32,), (24, 32))
+    y = torch.arange(C).repeat(n)
+    H = torch.randn(len(y), *shape, generator=g, dtype=torch.float64) + 2 * torch.randn(C, *shape, generator=g, dtype=torch.float64)[y]
+    return H, y, torch.randn(w_shape, generator=g, dtype=torch.float64)
+
+
+def rotate_channels(H, weight, seed=3):
+    """Rotate the input channels (dim 1) of the features and, to match, of the weight: W·Q^T, Q·h."""
+    n = H.shape[1]
+    Q = torch.linalg.qr(torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))[0]
+    return torch.einsum("dc,nc...->nd...", Q, H), torch.einsum("oc...,dc->od...", weight, Q)
+
+
+@pytest.mark.parametrize("positions", m.NC3_POSITIONS)
+@pytest.mark.parametrize("conv", [False, True])
+def test_rotating_channels_and_scaling_leave_measures_unchanged(conv, positions):
+    H, y, weight = features_and_weight(conv)
+    base = m.measure_features(H, y, 10, weight=weight, positions=positions)
+    H_rotated, weight_rotated = rotate_channels(H, weight)
+    assert_close(m.measure_features(H_rotated, y, 10, weight=weight_rotated, positions=positions), base, rtol=1e-10)
+    scaled = m.measure_features(7.3 * H, y, 10, weight=weight, positions=positions)
+    assert_close(scaled, base, INVARIANT_TO_SCALE, rtol=1e-10)
+    assert scaled[m.TRACE_W] == pytest.approx(7.3**2 * base[m.TRACE_W], rel=1e-12)
+
+
+def test_the_issues_reproducer_prints_the_same_nc1_twice():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(10).repeat(100)
+    H = torch.randn(1000, 32, generator=g, dtype=torch.float64) + 2 * torch.randn(10, 32, generator=g, dtype=torch.float64)[y]
+    nc1 = m.measure_features(H, y, 10)[m.NC1]
+    assert nc1 == pytest.approx(brute_force(H, y, 10)[m.NC1], rel=1e-12)
+    assert m.measure_features(H + 100, y, 10)[m.NC1] == pytest.approx(nc1, rel=1e-14)
+
+
+@pytest.mark.parametrize("offset", [1e2, 1e4, 1e6])
+@pytest.mark.parametrize("positions", m.NC3_POSITIONS)
+@pytest.mark.parametrize("conv", [False, True])
+def test_an_offset_common_to_all_samples_changes_no_measure(conv, positions, offset):
+    """Every measure is shift invariant (NC3 with its default centred means): an offset per feature,
+    however large against the spread of the class means, changes only the float64 rounding of H + offset."""
+    H, y, weight = features_and_weight(conv)
+    direction = 1 + torch.rand(H.shape[1:], generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    base = m.measure_features(H, y, 10, weight=weight, positions=positions)
+    shifted = m.measure_features(H + offset * direction, y, 10, weight=weight, positions=positions)
+    assert set(shifted) == set(m.MEASURES)
+    assert_close(shifted, base, rtol=3e-13 + 1e-17 * offset)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("conv", [False, True])
+def test_half_precision_features_with_an_offset(conv, dtype):
+    """Half-precision features far from the origin: the measures are those of the same numbers in float64
+    with the offset taken off, and close to those of the unrounded features."""
+    H, y, weight = features_and_weight(conv)
+    for offset in (1e2, 1e3):
+        half = (H + offset).to(dtype)
+        ours = m.measure_features(half, y, 10, weight=weight)
+        assert_close(ours, m.measure_features(half.double() - offset, y, 10, weight=weight), rtol=1e-12)
+    near = m.measure_features((H + 1e2).to(dtype), y, 10, weight=weight)
+    exact = m.measure_features(H, y, 10, weight=weight)
+    for key in (m.NC1, m.REL_TRACE_W, m.NC3_AVCOS):
+        assert near[key] == pytest.approx(exact[key], rel=0.05), key
 
 
 # ------------------------------------------------------------------------- table helpers
@@ -327,16 +426,21 @@ def test_weight_spectra_table():
     assert last == pytest.approx(1.0, rel=1e-12)
 
 
-@pytest.mark.parametrize("values, expected", [
-    ([0.9, 0.5, 0.15, 0.1, 0.05], 2),  # stays below from layer 2
-    ([0.9, 0.1, 0.3, 0.19, 0.1], 3),  # dips at 1, rises at 2: collapse only from 3
-    ([0.1, 0.1, 0.1], 0),
-    ([0.9, 0.5, 0.3], None),  # never
-    ([0.9, 0.1, 0.25], None),  # dips, then ends above
-    ([0.9, 0.2, 0.1], 2),  # the threshold itself is not below
+@pytest.mark.parametrize("values, stays, first", [
+    ([0.9, 0.5, 0.15, 0.1, 0.05], 2, 2),  # stays below from layer 2
+    ([0.9, 0.1, 0.3, 0.19, 0.1], 3, 1),  # dips at 1, rises at 2: "stays" only from 3
+    ([0.1, 0.1, 0.1], 0, 0),
+    ([0.9, 0.5, 0.3], None, None),  # never
+    ([0.9, 0.1, 0.25], None, 1),  # dips, then ends above
+    ([0.9, 0.2, 0.1], 2, 2),  # the threshold itself is not below
+    ([0.9, float("nan"), 0.1], 2, 2),  # NaN is not below
 ])
-def test_collapse_layer_on_series(values, expected):
-    assert m.collapse_layer(pd.Series(values, index=range(len(values)))) == expected
+def test_collapse_layer_rules_on_series(values, stays, first):
+    series = pd.Series(values, index=range(3, 3 + len(values)))  # layers need not start at 0
+    shift = lambda layer: None if layer is None else layer + 3
+    assert m.collapse_layer(series) == shift(stays)
+    assert m.collapse_layer(series, rule="stays") == shift(stays)
+    assert m.collapse_layer(series, rule="first") == shift(first)
 
 
 def test_collapse_layer_on_the_table_picks_split_and_measure():
@@ -348,3 +452,14 @@ def test_collapse_layer_on_the_table_picks_split_and_measure():
     assert m.collapse_layer(table, split="test") is None
     assert m.collapse_layer(table, m.CDNV) == 1
     assert m.collapse_layer(table, m.CDNV, threshold=0.05) is None
+
+
+def test_collapse_layer_rejects_unknown_names():
+    table = pd.DataFrame([("train", 0, "l0", m.REL_TRACE_W, 0.1)], columns=list(m.COLUMNS))
+    with pytest.raises(ValueError, match="unknown measure 'cdvn'; known measures: trace_w, .*, cdnv, "):
+        m.collapse_layer(table, "cdvn")
+    with pytest.raises(ValueError, match="unknown rule 'last'; known rules: stays, first"):
+        m.collapse_layer(table, rule="last")
+    with pytest.raises(ValueError, match=r"no 'rel_trace_w' rows on split 'Train'; splits: \['train'\]"):
+        m.collapse_layer(table, split="Train")
+    assert m.collapse_layer(table) == 0
