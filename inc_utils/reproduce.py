@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import book
 from .config import ConfigError, read_yaml
-from .runs import atomic_write_text, project_root
+from .runs import project_root
 
 
 def chapters(root: Path, scale: str) -> list[tuple[Path, Path]]:
@@ -87,15 +88,6 @@ def execute(source: Path, params_file: Path, out_dir: Path) -> Path:
     return target
 
 
-def to_html(notebook: Path) -> Path:
-    import nbformat
-    from nbconvert import HTMLExporter
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    target = notebook.with_suffix(".html")
-    atomic_write_text(target, body)
-    return target
-
-
 def reproduce(scale: str = "smoke", root: Path | None = None) -> list[Path]:
     """Execute every chapter at ``scale``; returns the executed notebooks."""
     root = root or project_root() or Path.cwd()
@@ -108,11 +100,10 @@ def reproduce(scale: str = "smoke", root: Path | None = None) -> list[Path]:
     for source, params_file in chapters(root, scale):
         tic = time.perf_counter()
         target = execute(source, params_file, out_dir)
-        to_html(target)
+        book.to_html(target)
         print(f"{source.stem}: {time.perf_counter() - tic:.0f} s -> {target}", flush=True)
         done.append(target)
     if not done:
         raise ConfigError(f"no chapter has parameters in params/{scale}/")
-    index = "".join(f'<li><a href="{p.stem}.html">{p.stem}</a></li>' for p in done)
-    atomic_write_text(out_dir / "index.html", f"<h1>INC companion ({scale})</h1><ul>{index}</ul>")
+    book.write_index(out_dir, done, scale, root)
     return done
