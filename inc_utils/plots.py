@@ -287,28 +287,32 @@ def plot_collapse_vs_error(summary: pd.DataFrame, num_layers: int, title: str = 
 # Clustering (thesis 4.3, appendix C.2) ---------------------------------------------------------
 
 def plot_umap(embeddings: dict[int, np.ndarray], colors: dict[int, np.ndarray] | np.ndarray, title: str = "",
-              collapse: int | None = None, kind: str = "class") -> plt.Figure:
+              collapse: int | None = None, kind: str = "class", truth: np.ndarray | None = None) -> plt.Figure:
     """UMAP panels per layer (thesis Fig 4.3.1, C.2.3, C.2.4). ``colors``: per point, a class or an
-    induced label (``kind="class"``; -1 = excluded, grey), or a bool "induced label is wrong"
-    (``kind="error"``: wrong points drawn on top)."""
+    induced label, -1 for points excluded from the clustering's labels (grey). ``kind="error"``
+    colours instead whether the label differs from ``truth`` (the true classes), wrong on top."""
     layers = sorted(embeddings)
     fig, cells = _layer_panels(layers, collapse)
     per_layer = {layer: np.asarray(colors[layer] if isinstance(colors, dict) else colors) for layer in layers}
     if kind == "error":
-        palette = {False: "#a6bddb", True: CATEGORICAL[3]}
-        names = {False: "induced label right, or point excluded", True: "induced label wrong"}
+        per_layer = {layer: np.where(c < 0, -1, c != truth) for layer, c in per_layer.items()}
+    if kind == "error":
+        palette = {0: "#a6bddb", 1: CATEGORICAL[3], -1: "0.8"}
+        names = {0: "induced label right", 1: "induced label wrong", -1: "excluded (cluster < 3 points)"}
     else:
         classes = sorted({int(c) for c in np.concatenate(list(per_layer.values())) if c >= 0})
         palette = {c: CATEGORICAL[i % len(CATEGORICAL)] for i, c in enumerate(classes)} | {-1: "0.8"}
         names = {c: f"class {c}" for c in classes} | {-1: "excluded (cluster < 3 points)"}
     for (ax,), layer in zip(cells, layers):
-        xy, c = embeddings[layer], per_layer[layer]
+        xy, c = embeddings[layer], per_layer[layer].astype(int)
         order = np.argsort(c, kind="stable") if kind == "error" else np.arange(len(c))
         sns.scatterplot(x=xy[order, 0], y=xy[order, 1], hue=c[order], palette=palette, s=3, linewidth=0,
                         legend=False, rasterized=True, ax=ax)
         ax.set(xticks=[], yticks=[], xlabel="UMAP 1", ylabel="UMAP 2")
         if kind == "error":
-            ax.text(0.02, 0.02, f"{c.mean():.1%} wrong", transform=ax.transAxes)
+            kept = c >= 0
+            ax.text(0.02, 0.02, f"{c[kept].mean():.1%} of labelled wrong" if kept.any() else "all excluded",
+                    transform=ax.transAxes, fontsize=8)
     shown = [k for k in palette if any((per_layer[layer] == k).any() for layer in layers)]
     fig.legend(handles=[Line2D([], [], marker="o", linestyle="", color=palette[k], label=names[k]) for k in shown],
                loc="outside right center", title="colour")

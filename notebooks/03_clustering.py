@@ -148,10 +148,9 @@ plt.show()
 if run_umap:
     embeddings = {layer: CL.umap_embedding(a, umap_neighbors, umap_seed) for layer, a in acts.items()}
     induced = {layer: CL.label_clusters(c, y, min_cluster_size).point_labels for layer, c in cos_clusters.items()}
-    wrong = {layer: (lab >= 0) & (lab != y) for layer, lab in induced.items()}
     for name, colors, kind in (("true class", y, "class"), ("induced label", induced, "class"),
-                               ("induced-label errors", wrong, "error")):
-        fig = plots.plot_umap(embeddings, colors, f"UMAP by {name} — {label}", collapse, kind)
+                               ("induced-label errors", induced, "error")):
+        fig = plots.plot_umap(embeddings, colors, f"UMAP by {name} — {label}", collapse, kind, truth=y)
         plots.save_figure(fig, f"ch3_umap_{kind}_{name.split()[0]}")
         plt.show()
 
@@ -172,11 +171,10 @@ plt.show()
 if run_umap:
     ward_induced = {layer: CL.label_clusters(c, y, min_cluster_size).point_labels
                     for layer, c in ward_clusters.items()}
-    ward_wrong = {layer: (lab >= 0) & (lab != y) for layer, lab in ward_induced.items()}
-    for name, colors, kind in (("induced", ward_induced, "class"), ("errors", ward_wrong, "error")):
-        fig = plots.plot_umap(embeddings, colors, f"UMAP by Ward-induced label{' errors' * (kind == 'error')} — {label}",
-                              collapse, kind)
-        plots.save_figure(fig, f"ch3_umap_ward_{name}")
+    for name, kind in (("induced", "class"), ("errors", "error")):
+        title = f"UMAP by Ward-induced label{' errors' * (kind == 'error')} — {label}"
+        plots.save_figure(plots.plot_umap(embeddings, ward_induced, title, collapse, kind, truth=y),
+                          f"ch3_umap_ward_{name}")
         plt.show()
 
 # %% [markdown]

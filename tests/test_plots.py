@@ -138,9 +138,10 @@ def test_umap_explains_every_colour():
     fig = plots.plot_umap(xy, {0: np.array([0, 1, 2, 0, 1, -1]), 1: np.array([0, 1, 2, 0, 1, 2])})
     assert legend_texts(fig) == ["class 0", "class 1", "class 2", "excluded (cluster < 3 points)"]
     assert all(ax.get_xlabel() == "UMAP 1" and ax.get_ylabel() == "UMAP 2" for ax in fig.axes)
-    wrong = plots.plot_umap(xy, np.array([True, False, False, False, False, False]), kind="error")
-    assert legend_texts(wrong) == ["induced label right, or point excluded", "induced label wrong"]
-    assert wrong.axes[0].texts[0].get_text() == "16.7% wrong"
+    induced = {0: np.array([1, 1, 2, 0, 1, -1]), 1: np.full(6, -1)}
+    wrong = plots.plot_umap(xy, induced, kind="error", truth=np.array([0, 1, 2, 0, 1, 2]))
+    assert legend_texts(wrong) == ["induced label right", "induced label wrong", "excluded (cluster < 3 points)"]
+    assert [ax.texts[0].get_text() for ax in wrong.axes] == ["20.0% of labelled wrong", "all excluded"]
 
 
 def test_pca_counts_components_to_the_level_in_the_legend():
