@@ -103,7 +103,7 @@ def _card(notebook: Path, out_dir: Path) -> str:
     return (f'<section class="card"><h2><a href="{notebook.stem}.html">{html.escape(title)}</a></h2>{thumb}'
             f'<p><a href="{notebook.stem}.html">read the chapter</a> · <a href="{notebook.name}">executed notebook '
             f'(.ipynb)</a></p>{_claims_table(out_dir / "claims" / f"{notebook.stem}.csv")}'
-            f'<details><summary>{len(figures)} figures (PNG; PDF beside each)</summary><p>{links}</p></details>'
+            f'<details><summary>{len(figures)} figure{"s" * (len(figures) != 1)} (PNG; PDF beside each)</summary><p>{links}</p></details>'
             f'</section>')
 
 

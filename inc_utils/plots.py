@@ -44,7 +44,7 @@ AXES = {
     M.NC2_COS_STD: ("NC2 angle spread (eq 2.20)", "std cos(μ̃_c, μ̃_c′)", False),
     M.NC2_NORM_CV: ("NC2 equinorm (eq 2.21)", "std ‖μ̃_c‖ / avg ‖μ̃_c‖", False),
     M.NC3_AVCOS: ("NC3 weight/means alignment (eq 2.25)", "AvCosPABS", False),
-    M.NCC_ACC: ("NC4 nearest-class-centre accuracy", "NCC accuracy", False),
+    M.NCC_ACC: ("NC4 NCC accuracy", "nearest-class-centre acc.", False),
     M.NCC_AGREE: ("NC4 NCC agrees with network", "agreement", False),
 }
 NC1_PANELS = [(M.NC1, "train"), (M.REL_TRACE_W, "train"), (M.TRACE_W, "train"), (M.TRACE_B, "train"),
@@ -392,8 +392,8 @@ def plot_l1_dimensionality(spectrum: pd.DataFrame, title: str = "", collapse: in
                                         "direction": "random orthonormal columns"})])
         sns.lineplot(data, x="component", y="dim", hue="direction", palette=colors, estimator=None, legend=False, ax=ax)
         ax.set(xlabel="principal component", ylabel="π‖u‖₁² / 2")
-    fig.legend(handles=[Line2D([], [], color=c, label=n) for n, c in colors.items()], loc="outside right center",
-               title="corresponding dimensionality of")
+    fig.legend(handles=[Line2D([], [], color=c, label=n) for n, c in colors.items()], loc="outside lower center",
+               ncol=2, title="corresponding dimensionality of")
     fig.suptitle(title, fontweight="bold")
     return fig
 

@@ -75,9 +75,9 @@ def test_nc1_log_panels_threshold_and_legend():
 def test_nc4_draws_the_network_accuracy_of_each_split():
     fig = plots.plot_nc4(table())
     axes = panels(fig)
-    assert set(axes) == {"NC4 nearest-class-centre accuracy", "NC4 nearest-class-centre accuracy (test)",
+    assert set(axes) == {"NC4 NCC accuracy", "NC4 NCC accuracy (test)",
                          "NC4 NCC agrees with network"}
-    for title, acc in (("NC4 nearest-class-centre accuracy", 1.0), ("NC4 nearest-class-centre accuracy (test)", 0.9)):
+    for title, acc in (("NC4 NCC accuracy", 1.0), ("NC4 NCC accuracy (test)", 0.9)):
         assert [list(line.get_ydata()) for line in axes[title].get_lines() if line.get_linestyle() == ":"] == [[acc, acc]]
     assert "network accuracy (last epoch)" in legend_texts(fig)
 
