@@ -100,10 +100,11 @@ def _card(notebook: Path, out_dir: Path) -> str:
     thumb = (f'<a href="figures/{headline.name}"><img class="thumb" src="figures/{headline.name}" '
              f'alt="{headline.stem}"></a>' if headline else '<p class="muted">No figures.</p>')
     links = " · ".join(f'<a href="figures/{f.name}">{f.stem}</a>' for f in figures)
+    count = f'{len(figures)} figure{"s" * (len(figures) != 1)}'
     return (f'<section class="card"><h2><a href="{notebook.stem}.html">{html.escape(title)}</a></h2>{thumb}'
             f'<p><a href="{notebook.stem}.html">read the chapter</a> · <a href="{notebook.name}">executed notebook '
             f'(.ipynb)</a></p>{_claims_table(out_dir / "claims" / f"{notebook.stem}.csv")}'
-            f'<details><summary>{len(figures)} figure{"s" * (len(figures) != 1)} (PNG; PDF beside each)</summary><p>{links}</p></details>'
+            f'<details><summary>{count} (PNG; PDF beside each)</summary><p>{links}</p></details>'
             f'</section>')
 
 

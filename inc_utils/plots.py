@@ -170,8 +170,8 @@ def _per_layer(data: pd.DataFrame, panels: list[tuple[str, str]], collapse: dict
                 ax.axhline(net["value"].iloc[-1], **NETWORK_LINE)
                 extra["network accuracy (last epoch)"] = Line2D([], [], **NETWORK_LINE)
         mark_collapse(ax, collapse.get(row_name))
-    handles = epoch_handles(palette) + [collapse_handle(collapse.get(None))] if row is None else \
-        epoch_handles(palette) + [Line2D([], [], **COLLAPSE_LINE, label="layer of collapse")]
+    handles = epoch_handles(palette) + [collapse_handle(collapse[None]) if row is None else
+                                        Line2D([], [], **COLLAPSE_LINE, label="layer of collapse")]
     g.add_legend(legend_data={h.get_label(): h for h in handles} | extra)
     g.figure.suptitle(title, fontweight="bold")
     g.tight_layout()
@@ -354,12 +354,11 @@ def plot_pca(spectrum: pd.DataFrame, title: str = "", collapse: int | None = Non
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     data = spectrum.assign(component=spectrum["component"] + 1, tail_share=spectrum["tail_share"].clip(lower=1e-12),
                            share=spectrum["eigenvalue"] / spectrum.groupby("layer")["eigenvalue"].transform("sum"))
-    names = {}
-    for layer, rows in data.groupby("layer"):
-        below = rows[rows["tail_share"] < level]
-        names[layer] = layer_label(layer, collapse) + (f": {int(below['component'].iloc[0])}" if len(below) else "")
-    data["layer"] = data["layer"].map(names)
+    crossing = data[data["tail_share"] < level].groupby("layer")["component"].min()
+    names = {layer: layer_label(layer, collapse) + (f": {crossing[layer]}" if layer in crossing else "")
+             for layer in sorted(data["layer"].unique())}
     palette = dict(zip(names.values(), sns.color_palette(LAYERS, len(names))))
+    data["layer"] = data["layer"].map(names)
     for ax, y, ylabel in ((axes[0], "share", "eigenvalue / total variance"),
                           (axes[1], "tail_share", "1 − cumulative explained variance")):
         sns.lineplot(data, x="component", y=y, hue="layer", palette=palette, estimator=None, legend=False, ax=ax)
@@ -367,10 +366,8 @@ def plot_pca(spectrum: pd.DataFrame, title: str = "", collapse: int | None = Non
     axes[0].set_title("(a) PCA spectrum")
     axes[1].set_title(f"(b) unexplained variance, < {level:g} marked")
     axes[1].axhline(level, color="0.4", linewidth=1, linestyle=":")
-    for name, rows in data.groupby("layer"):
-        below = rows[rows["tail_share"] < level]
-        if len(below):
-            axes[1].plot(below["component"].iloc[0], level, marker="o", color=palette[name])
+    for layer, component in crossing.items():
+        axes[1].plot(component, level, marker="o", color=palette[names[layer]])
     fig.legend(handles=[Line2D([], [], color=c, label=n) for n, c in palette.items()], loc="outside right center",
                title=f"layer: components to < {level:g}")
     fig.suptitle(title, fontweight="bold")
@@ -386,11 +383,10 @@ def plot_l1_dimensionality(spectrum: pd.DataFrame, title: str = "", collapse: in
     colors = {"principal directions": CATEGORICAL[0], "random orthonormal columns": "0.55"}
     for (ax,), layer in zip(cells, layers):
         rows = spectrum[(spectrum["layer"] == layer) & (spectrum["component"] < top)]
-        data = pd.concat([pd.DataFrame({"component": rows["component"] + 1, "dim": rows["corresponding_dim"],
-                                        "direction": "principal directions"}),
-                          pd.DataFrame({"component": rows["component"] + 1, "dim": np.pi * rows["random_l1"] ** 2 / 2,
-                                        "direction": "random orthonormal columns"})])
-        sns.lineplot(data, x="component", y="dim", hue="direction", palette=colors, estimator=None, legend=False, ax=ax)
+        data = pd.DataFrame({"component": rows["component"] + 1, "principal directions": rows["corresponding_dim"],
+                             "random orthonormal columns": np.pi * rows["random_l1"] ** 2 / 2})
+        sns.lineplot(data.melt("component", var_name="direction"), x="component", y="value", hue="direction",
+                     palette=colors, estimator=None, legend=False, ax=ax)
         ax.set(xlabel="principal component", ylabel="π‖u‖₁² / 2")
     fig.legend(handles=[Line2D([], [], color=c, label=n) for n, c in colors.items()], loc="outside lower center",
                ncol=2, title="corresponding dimensionality of")

@@ -78,7 +78,8 @@ def test_nc4_draws_the_network_accuracy_of_each_split():
     assert set(axes) == {"NC4 NCC accuracy", "NC4 NCC accuracy (test)",
                          "NC4 NCC agrees with network"}
     for title, acc in (("NC4 NCC accuracy", 1.0), ("NC4 NCC accuracy (test)", 0.9)):
-        assert [list(line.get_ydata()) for line in axes[title].get_lines() if line.get_linestyle() == ":"] == [[acc, acc]]
+        dotted = [list(line.get_ydata()) for line in axes[title].get_lines() if line.get_linestyle() == ":"]
+        assert dotted == [[acc, acc]]
     assert "network accuracy (last epoch)" in legend_texts(fig)
 
 
