@@ -1,22 +1,58 @@
-"""One function per thesis figure, each taking the tidy tables of ``measure.py`` / ``train.py``.
+"""One function per thesis figure: seaborn draws the tidy tables of ``measure.py``, ``spectra.py``
+and ``clustering.py``; every function returns the matplotlib Figure, ``save_figure`` writes it.
 
-Conventions: x = layer (0 = network input), one line per checkpoint epoch coloured from
-light (early) to dark (last), the layer of collapse as a dashed green vertical line
-(thesis 4.1, "green line"). Every function returns the matplotlib Figure; ``save_figure``
-writes it as PNG and PDF.
+Conventions, the same in every figure (theme set once, below): where the x axis is the layer,
+0 is the network input and the layer of collapse is a dashed bluish-green vertical line (the
+thesis's "green line", 4.1); where layers are panels or a legend, collapsed layers are named
+"(collapsed)" in that colour. Checkpoint epochs go from light (early) to dark (last). All
+palettes are colour-blind safe: seaborn's "colorblind" (Okabe-Ito) for categories, "flare"
+(epochs) and "mako_r" (layers) for ordered ones. An empty panel says why it is empty.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from . import metrics as M
 
-COLLAPSE_STYLE = dict(color="tab:green", linestyle="--", linewidth=1.5, label="layer of collapse")
+sns.set_theme(context="paper", style="ticks", palette="colorblind", font_scale=1.15,
+              rc={"axes.grid": True, "grid.alpha": 0.35, "legend.frameon": False, "figure.dpi": 100})
+CATEGORICAL = sns.color_palette("colorblind")
+EPOCHS, LAYERS = "flare", "mako_r"
+COLLAPSE = "#009E73"
+COLLAPSE_LINE = dict(color=COLLAPSE, linestyle="--", linewidth=1.6)
+NETWORK_LINE = dict(color="black", linestyle=":", linewidth=1.4)
+EMPTY_CLUSTERS = "no clusters of ≥ {} points"
+
+#: measure -> (panel title, y-axis label, log scale)
+AXES = {
+    M.REL_TRACE_W: ("relative within-class trace", "Tr Σ_W / (Tr Σ_W+Tr Σ_B)", False),
+    M.NC1: ("NC1 (eq 2.18)", "Tr(Σ_W Σ_B⁺) / C", True),
+    M.TRACE_W: ("within-class variance", "Tr Σ_W", True),
+    M.TRACE_B: ("between-class variance", "Tr Σ_B", True),
+    M.CDNV: ("class-distance normalised variance", "CDNV", True),
+    M.NC2_COS_MEAN: ("NC2 equiangularity (eq 2.19)", "avg cos + 1/(C−1)", False),
+    M.NC2_COS_STD: ("NC2 angle spread (eq 2.20)", "std cos(μ̃_c, μ̃_c′)", False),
+    M.NC2_NORM_CV: ("NC2 equinorm (eq 2.21)", "std ‖μ̃_c‖ / avg ‖μ̃_c‖", False),
+    M.NC3_AVCOS: ("NC3 weight/means alignment (eq 2.25)", "AvCosPABS", False),
+    M.NCC_ACC: ("NC4 NCC accuracy", "nearest-class-centre acc.", False),
+    M.NCC_AGREE: ("NC4 NCC agrees with network", "agreement", False),
+}
+NC1_PANELS = [(M.NC1, "train"), (M.REL_TRACE_W, "train"), (M.TRACE_W, "train"), (M.TRACE_B, "train"),
+              (M.CDNV, "train")]
+NC2_PANELS = [(M.NC2_COS_MEAN, "train"), (M.NC2_COS_STD, "train"), (M.NC2_NORM_CV, "train")]
+NC4_PANELS = [(M.NCC_ACC, "train"), (M.NCC_ACC, "test"), (M.NCC_AGREE, "train")]
+GRID_NC12 = [(M.REL_TRACE_W, "train"), (M.NC1, "train"), *NC2_PANELS]
+GRID_NC34 = [(M.NC3_AVCOS, "train"), *NC4_PANELS]
 
 
 def save_figure(fig: plt.Figure, name: str, folder: str | Path | None = None) -> Path:
@@ -28,294 +64,354 @@ def save_figure(fig: plt.Figure, name: str, folder: str | Path | None = None) ->
     return folder / f"{name}.png"
 
 
-def _measure(metrics: pd.DataFrame, measure: str, split: str = "train") -> pd.DataFrame:
-    """layer x epoch table of one measure."""
-    rows = metrics[(metrics["measure"] == measure) & (metrics["split"] == split) & (metrics["layer"] >= 0)]
-    return rows.pivot_table(index="layer", columns="epoch", values="value")
-
-
-def _epoch_lines(ax, table: pd.DataFrame, log: bool = False, cmap: str = "viridis_r") -> None:
-    colors = plt.get_cmap(cmap)(np.linspace(0.15, 1.0, table.shape[1]))
-    for color, epoch in zip(colors, table.columns):
-        ax.plot(table.index, table[epoch], marker="o", markersize=3, color=color, label=f"epoch {epoch}")
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("layer")
-    ax.set_xticks(table.index)
-
-
-def _mark_collapse(ax, layer: int | None) -> None:
-    if layer is not None:
-        ax.axvline(layer, **COLLAPSE_STYLE)
-
-
-def _panels(titles: list[str], ncols: int | None = None, size: float = 3.6):
-    ncols = ncols or len(titles)
-    nrows = -(-len(titles) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, 3.0 * nrows), squeeze=False)
-    for ax, title in zip(axes.flat, titles):
-        ax.set_title(title, fontsize=10)
-    axes = list(axes.flat)
-    for ax in axes[len(titles):]:
-        ax.remove()
-    return fig, axes[:len(titles)]
-
-
 def final_collapse_layer(metrics: pd.DataFrame, measure: str = M.REL_TRACE_W, threshold: float = 0.2) -> int | None:
     """Layer of collapse at the last measured epoch (train split)."""
-    last = metrics[metrics["epoch"] == metrics["epoch"].max()]
-    return M.collapse_layer(last, measure, threshold)
+    return M.collapse_layer(metrics[metrics["epoch"] == metrics["epoch"].max()], measure, threshold)
 
 
-def plot_nc1(metrics: pd.DataFrame, title: str = "", collapse: int | None = None) -> plt.Figure:
-    """NC1 per layer over epochs (thesis Fig 4.1.1): NC1, relative within-class trace, traces, CDNV."""
+# Shared pieces ---------------------------------------------------------------------------------
+
+def say_empty(ax: plt.Axes, message: str) -> None:
+    """Write ``message`` in the middle of an axes that has nothing to draw."""
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="0.35")
+
+
+def mark_collapse(ax: plt.Axes, layer: int | None) -> None:
+    """The layer of collapse on a layer x axis: the one mark used everywhere."""
+    if layer is not None:
+        ax.axvline(layer, **COLLAPSE_LINE, label="layer of collapse")
+
+
+def collapse_handle(layer: int | None) -> Line2D:
+    return Line2D([], [], **COLLAPSE_LINE, label=f"layer of collapse ({'none' if layer is None else layer})")
+
+
+def layer_label(layer: int, collapse: int | None) -> str:
+    return f"layer {layer}" + (" (collapsed)" if collapse is not None and layer >= collapse else "")
+
+
+def epoch_palette(epochs) -> dict:
+    epochs = sorted(set(epochs))
+    return dict(zip(epochs, sns.color_palette(EPOCHS, len(epochs))))
+
+
+def label_epoch_lines(ax: plt.Axes, palette: dict) -> None:
+    """Name each line seaborn drew for an epoch "epoch N" (found by its colour), for inspection."""
+    names = {tuple(np.round(c, 6)): f"epoch {e}" for e, c in palette.items()}
+    for line in ax.get_lines():
+        name = names.get(tuple(np.round(mcolors.to_rgb(line.get_color()), 6)))
+        if name:
+            line.set_label(name)
+
+
+def epoch_handles(palette: dict) -> list[Line2D]:
+    return [Line2D([], [], color=c, marker="o", markersize=4, label=f"epoch {e}") for e, c in palette.items()]
+
+
+def _layer_panels(layers: list[int], collapse: int | None, ncols: int = 4, size: float = 2.6, rows_per: int = 1,
+                  height_ratios: list[float] | None = None):
+    """One titled cell per layer (``rows_per`` stacked axes each), collapsed layers titled in green;
+    returns the figure and, per layer, its list of axes."""
+    ncols = min(ncols, len(layers))
+    nrows = -(-len(layers) // ncols)
+    fig, grid = plt.subplots(nrows * rows_per, ncols, figsize=(size * ncols, size * nrows), squeeze=False,
+                             layout="constrained", height_ratios=(height_ratios or [1] * rows_per) * nrows)
+    cells = [[grid[r * rows_per + k, c] for k in range(rows_per)] for r in range(nrows) for c in range(ncols)]
+    for cell, layer in zip(cells, layers):
+        post = collapse is not None and layer >= collapse
+        cell[0].set_title(layer_label(layer, collapse), color=COLLAPSE if post else "black")
+    for cell in cells[len(layers):]:
+        for ax in cell:
+            ax.remove()
+    return fig, cells[:len(layers)]
+
+
+# Measures per layer (thesis 4.1, appendix B) ----------------------------------------------------
+
+def _panel_name(measure: str, split: str) -> str:
+    return AXES[measure][0] + (f" ({split})" if split != "train" else "")
+
+
+def _per_layer(data: pd.DataFrame, panels: list[tuple[str, str]], collapse: dict, title: str, *,
+               row: str | None = None, col_wrap: int | None = None, threshold: float | None = None,
+               network: pd.DataFrame | None = None) -> plt.Figure:
+    """relplot of the tidy metrics ``data`` (one per layer and epoch): x = layer, hue = epoch, one
+    column per (measure, split) panel, one row per value of ``row``; ``collapse``: row value ->
+    layer of collapse (key None without rows); ``network``: net_acc rows drawn as horizontal lines."""
+    names = [_panel_name(*p) for p in panels]
+    frames = [data[(data["measure"] == m) & (data["split"] == s) & (data["layer"] >= 0)].assign(panel=n)
+              for (m, s), n in zip(panels, names)]
+    data = pd.concat(frames, ignore_index=True)
+    palette = epoch_palette(data["epoch"])
+    g = sns.relplot(data, x="layer", y="value", hue="epoch", palette=palette, col="panel", col_order=names,
+                    row=row, col_wrap=col_wrap, kind="line", marker="o", markersize=4, markeredgewidth=0,
+                    estimator=None, errorbar=None, legend=False, height=2.6, aspect=1.2,
+                    facet_kws=dict(sharey=False, margin_titles=row is not None))
+    g.set_titles(col_template="{col_name}", row_template="{row_name}")
+    extra = {}
+    for key, ax in g.axes_dict.items():
+        row_name, name = key if row else (None, key)
+        (measure, split) = panels[names.index(name)]
+        ax.set_ylabel(AXES[measure][1])
+        ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        label_epoch_lines(ax, palette)
+        if AXES[measure][2]:
+            ax.set_yscale("log")
+        shown = data[(data["panel"] == name) & ((data[row] == row_name) if row else True)]
+        if shown.empty:
+            say_empty(ax, "not measured")
+        if measure == M.REL_TRACE_W and threshold is not None:
+            ax.axhline(threshold, color="0.4", linewidth=1)
+            extra["collapse threshold"] = Line2D([], [], color="0.4", linewidth=1)
+        if network is not None and measure == M.NCC_ACC:
+            net = network[(network["split"] == split) & ((network[row] == row_name) if row else True)]
+            if len(net):
+                ax.axhline(net["value"].iloc[-1], **NETWORK_LINE)
+                extra["network accuracy (last epoch)"] = Line2D([], [], **NETWORK_LINE)
+        mark_collapse(ax, collapse.get(row_name))
+    handles = epoch_handles(palette) + [collapse_handle(collapse[None]) if row is None else
+                                        Line2D([], [], **COLLAPSE_LINE, label="layer of collapse")]
+    g.add_legend(legend_data={h.get_label(): h for h in handles} | extra)
+    g.figure.suptitle(title, fontweight="bold")
+    g.tight_layout()
+    return g.figure
+
+
+def plot_nc1(metrics: pd.DataFrame, title: str = "", collapse: int | None = None,
+             threshold: float = 0.2) -> plt.Figure:
+    """NC1 per layer over epochs (thesis Fig 4.1.1, 4.1.5): NC1, relative within-class trace (with the
+    collapse threshold), within- and between-class traces, CDNV."""
     collapse = final_collapse_layer(metrics) if collapse is None else collapse
-    fig, axes = _panels(["NC1  Tr(Σ_W Σ_B⁺)/C", "Tr Σ_W / (Tr Σ_W + Tr Σ_B)", "Tr Σ_W (solid), Tr Σ_B (dotted)",
-                         "CDNV"])
-    _epoch_lines(axes[0], _measure(metrics, M.NC1), log=True)
-    _epoch_lines(axes[1], _measure(metrics, M.REL_TRACE_W))
-    axes[1].axhline(0.2, color="grey", linewidth=0.8)
-    _epoch_lines(axes[2], _measure(metrics, M.TRACE_W), log=True)
-    trace_b = _measure(metrics, M.TRACE_B)
-    for line, epoch in zip(axes[2].get_lines(), trace_b.columns):
-        axes[2].plot(trace_b.index, trace_b[epoch], linestyle=":", color=line.get_color())
-    _epoch_lines(axes[3], _measure(metrics, M.CDNV), log=True)
-    for ax in axes:
-        _mark_collapse(ax, collapse)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _per_layer(metrics, NC1_PANELS, {None: collapse}, title, col_wrap=3, threshold=threshold)
 
 
 def plot_nc2(metrics: pd.DataFrame, title: str = "", collapse: int | None = None) -> plt.Figure:
-    """The three NC2 measures per layer over epochs (thesis Fig 4.1.2, eqs 2.19-2.21)."""
+    """The three NC2 measures per layer over epochs (thesis Fig 4.1.2, 4.1.6; eqs 2.19-2.21)."""
     collapse = final_collapse_layer(metrics) if collapse is None else collapse
-    fig, axes = _panels(["Avg cos(μ̃_c, μ̃_c') + 1/(C−1)", "Std cos(μ̃_c, μ̃_c')", "Std ‖μ̃_c‖ / Avg ‖μ̃_c‖"])
-    for ax, measure in zip(axes, (M.NC2_COS_MEAN, M.NC2_COS_STD, M.NC2_NORM_CV)):
-        _epoch_lines(ax, _measure(metrics, measure))
-        _mark_collapse(ax, collapse)
-    axes[-1].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _per_layer(metrics, NC2_PANELS, {None: collapse}, title)
+
+
+def plot_nc4(metrics: pd.DataFrame, title: str = "", collapse: int | None = None) -> plt.Figure:
+    """NC4 (thesis Fig 4.1.4): NCC accuracy per layer (train, test) with the network's last-epoch
+    accuracy as a dotted line, and the NCC/network agreement."""
+    collapse = final_collapse_layer(metrics) if collapse is None else collapse
+    network = metrics[(metrics["measure"] == M.NET_ACC) & (metrics["epoch"] == metrics["epoch"].max())]
+    return _per_layer(metrics, NC4_PANELS, {None: collapse}, title, network=network)
+
+
+def plot_grid(tables: dict[str, pd.DataFrame], panels: list[tuple[str, str]] = GRID_NC12, title: str = "",
+              collapse: dict[str, int | None] | None = None, threshold: float = 0.2) -> plt.Figure:
+    """Appendix B layout: one row per experiment (label -> metrics table), one column per
+    (measure, split) panel, each the measure per layer at every epoch with the collapse layer."""
+    collapse = collapse or {label: final_collapse_layer(m) for label, m in tables.items()}
+    data = pd.concat([m.assign(experiment=label) for label, m in tables.items()], ignore_index=True)
+    last = data.groupby("experiment")["epoch"].transform("max")
+    network = data[(data["measure"] == M.NET_ACC) & (data["epoch"] == last)]
+    return _per_layer(data, panels, collapse, title, row="experiment", threshold=threshold, network=network)
 
 
 def plot_nc3(metrics: pd.DataFrame, spectra: pd.DataFrame, title: str = "", num_classes: int = 10,
              collapse: int | None = None, top: int = 30) -> plt.Figure:
-    """NC3 (thesis Fig 4.1.3): relative singular values of each layer's weight at the last epoch,
-    the first C highlighted, and AvCosPABS per layer over epochs."""
+    """NC3 (thesis Fig 4.1.3, 4.1.7): relative singular values σ_i/Σσ of each layer's weight at the
+    last epoch (first C shaded, 1/C dotted), and AvCosPABS per layer over epochs."""
     collapse = final_collapse_layer(metrics) if collapse is None else collapse
-    fig, (ax_sv, ax_cos) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1.6, 1]})
+    fig, (ax_sv, ax_cos) = plt.subplots(1, 2, figsize=(11, 3.8), width_ratios=[1.5, 1], layout="constrained")
     last = spectra[(spectra["epoch"] == spectra["epoch"].max()) & (spectra["index"] <= top)]
-    layers = sorted(last["layer"].unique())
-    colors = plt.get_cmap("plasma")(np.linspace(0, 0.9, len(layers)))
-    for color, layer in zip(colors, layers):
-        sv = last[last["layer"] == layer].sort_values("index")
-        ax_sv.plot(sv["index"], sv["sv_rel"], color=color, linewidth=1, label=f"layer {layer}")
-        head = sv[sv["index"] <= num_classes]
-        ax_sv.scatter(head["index"], head["sv_rel"], color=color, s=10)
-    ax_sv.axvspan(0.5, num_classes + 0.5, color="grey", alpha=0.12, label=f"first C = {num_classes}")
-    ax_sv.axhline(1 / num_classes, color="grey", linewidth=0.8, linestyle=":")
-    ax_sv.set(xlabel="singular value index", ylabel="σ_i / Σ σ", title=f"relative singular values (top {top})")
-    ax_sv.legend(fontsize=6, ncol=2)
-    _epoch_lines(ax_cos, _measure(metrics, M.NC3_AVCOS))
-    ax_cos.set(title="AvCosPABS(V_C, M)", ylim=(0, 1.05))
-    _mark_collapse(ax_cos, collapse)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_nc4(metrics: pd.DataFrame, title: str = "", collapse: int | None = None) -> plt.Figure:
-    """NC4 (thesis Fig 4.1.4): NCC accuracy per layer (train, test) at every epoch, the network's
-    accuracy as horizontal lines, and the NCC/network agreement."""
-    collapse = final_collapse_layer(metrics) if collapse is None else collapse
-    fig, axes = _panels(["NCC accuracy, train", "NCC accuracy, test", "NCC agrees with network (train)"])
-    net = metrics[(metrics["measure"] == M.NET_ACC) & (metrics["epoch"] == metrics["epoch"].max())]
-    for ax, split in zip(axes, ("train", "test")):
-        _epoch_lines(ax, _measure(metrics, M.NCC_ACC, split))
-        ax.axhline(net[net["split"] == split]["value"].iloc[0], color="black", linewidth=1,
-                   label="network (last epoch)")
-        _mark_collapse(ax, collapse)
-    _epoch_lines(axes[2], _measure(metrics, M.NCC_AGREE))
-    _mark_collapse(axes[2], collapse)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
+    labels = [layer_label(layer, collapse) for layer in sorted(last["layer"].unique())]
+    sns.lineplot(last.assign(weight=last["layer"].map(lambda l: layer_label(l, collapse))), x="index", y="sv_rel",
+                 hue="weight", hue_order=labels, palette=LAYERS, marker="o", markersize=3, markeredgewidth=0,
+                 estimator=None, ax=ax_sv)
+    ax_sv.axvspan(0.5, num_classes + 0.5, color="0.5", alpha=0.12, label=f"first C = {num_classes}")
+    ax_sv.axhline(1 / num_classes, color="0.3", linewidth=1, linestyle=":", label="1/C")
+    ax_sv.set(xlabel="singular value index i", ylabel="σ_i / Σ_j σ_j", yscale="log",
+              title=f"relative singular values of each layer's weight (top {top}, last epoch)")
+    ax_sv.legend(title="weight acting on", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    rows = metrics[(metrics["measure"] == M.NC3_AVCOS) & (metrics["split"] == "train") & (metrics["layer"] >= 0)]
+    palette = epoch_palette(rows["epoch"])
+    sns.lineplot(rows, x="layer", y="value", hue="epoch", palette=palette, marker="o", markersize=4,
+                 markeredgewidth=0, estimator=None, legend=False, ax=ax_cos)
+    label_epoch_lines(ax_cos, palette)
+    mark_collapse(ax_cos, collapse)
+    ax_cos.set(xlabel="layer", ylabel=AXES[M.NC3_AVCOS][1], ylim=(0, 1.05), title=AXES[M.NC3_AVCOS][0])
+    ax_cos.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_cos.legend(handles=epoch_handles(palette) + [collapse_handle(collapse)], fontsize=7, loc="lower right")
+    fig.suptitle(title, fontweight="bold")
     return fig
 
 
 def plot_accuracy(log: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Train and test accuracy (eval mode) and training loss over epochs."""
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(8, 3))
-    evaluated = log.dropna(subset=["test_acc"])
-    ax_acc.plot(evaluated["epoch"], evaluated["train_acc"], label="train")
-    ax_acc.plot(evaluated["epoch"], evaluated["test_acc"], label="test")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title="accuracy")
-    ax_acc.legend()
-    ax_loss.plot(log["epoch"], log["loss"])
-    ax_loss.set(xlabel="epoch", yscale="log", title="training loss")
-    fig.suptitle(title)
-    fig.tight_layout()
+    """Train and test accuracy (eval mode) and the training loss over epochs, lr decays marked."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
+    acc = log.dropna(subset=["test_acc"]).melt("epoch", ["train_acc", "test_acc"], var_name="split")
+    acc["split"] = acc["split"].str.removesuffix("_acc")
+    sns.lineplot(acc, x="epoch", y="value", hue="split", ax=ax_acc)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (eval mode)", ylim=(0, 1.02), title="accuracy")
+    sns.lineplot(log, x="epoch", y="loss", color=CATEGORICAL[2], ax=ax_loss)
+    ax_loss.set(xlabel="epoch", ylabel="training loss (MSE, train mode)", yscale="log", title="training loss")
+    decays = log["epoch"][log["lr"].diff() < 0]
+    for ax in (ax_acc, ax_loss):
+        for epoch in decays:
+            ax.axvline(epoch, color="0.5", linestyle=":", linewidth=1)
+    handles = ax_acc.get_legend().legend_handles + [Line2D([], [], color="0.5", linestyle=":", label="lr decay")]
+    ax_acc.legend(handles=handles, labels=["train", "test", "lr decay"], loc="lower right")
+    fig.suptitle(title, fontweight="bold")
     return fig
 
 
-GRID_MEASURES = {M.REL_TRACE_W: "Tr Σ_W / Tr Σ_T", M.NC1: "NC1", M.NC2_COS_STD: "NC2 std cos",
-                 M.NC3_AVCOS: "NC3 AvCosPABS", M.NCC_ACC: "NC4 NCC train acc"}
-
-
-def plot_grid(tables: dict[str, pd.DataFrame], measures: dict[str, str] = GRID_MEASURES) -> plt.Figure:
-    """Appendix B layout: one row per experiment (label -> metrics table), one column per measure,
-    each panel the measure per layer at every epoch, collapse layer marked."""
-    fig, axes = plt.subplots(len(tables), len(measures), figsize=(3.0 * len(measures), 2.4 * len(tables)),
-                             squeeze=False)
-    log_scale = {M.NC1, M.CDNV, M.TRACE_W}
-    for row, (label, metrics) in zip(axes, tables.items()):
-        collapse = final_collapse_layer(metrics)
-        for ax, (measure, name) in zip(row, measures.items()):
-            _epoch_lines(ax, _measure(metrics, measure), log=measure in log_scale)
-            _mark_collapse(ax, collapse)
-            ax.set_title(name, fontsize=9)
-        row[0].set_ylabel(label, fontsize=9)
-    fig.tight_layout()
-    return fig
-
+# Collapse and generalization (thesis 4.2, appendix C.1) ------------------------------------------
 
 def plot_collapse_vs_error(summary: pd.DataFrame, num_layers: int, title: str = "") -> plt.Figure:
-    """Thesis Fig 4.2.1: layer of collapse against test error, one colour per learning rate, one
-    marker per weight decay; repeated seeds are jittered sideways so each stays visible. Runs that
-    never collapse are drawn at x = ``num_layers`` (labelled "none")."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    lrs = sorted(summary["lr"].unique())
-    colors = dict(zip(lrs, plt.get_cmap("viridis")(np.linspace(0, 0.9, len(lrs)))))
-    markers = dict(zip(sorted(summary["weight_decay"].unique()), "osD^v<>"))
-    rng = np.random.default_rng(0)
-    for (lr, wd), group in summary.groupby(["lr", "weight_decay"]):
-        layer = pd.to_numeric(group["collapse_layer"], errors="coerce").fillna(num_layers).to_numpy(float)
-        x = layer + rng.uniform(-0.15, 0.15, len(group))
-        ax.scatter(x, 1 - group["test_acc"], color=colors[lr], marker=markers[wd], s=36, edgecolor="black",
-                   linewidth=0.4, label=f"lr {lr:g}, wd {wd:g}")
+    """Thesis Fig 4.2.1: layer of collapse against test error, colour = learning rate, marker =
+    weight decay; seeds are jittered sideways so each stays visible. Runs that never collapse
+    are drawn at x = ``num_layers`` (labelled "none")."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+    layer = pd.to_numeric(summary["collapse_layer"], errors="coerce").fillna(num_layers)
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(summary))
+    data = pd.DataFrame({"layer": layer.to_numpy(float) + jitter, "error": 1 - summary["test_acc"].to_numpy(),
+                         "learning rate": summary["lr"].map("{:g}".format).to_numpy(),
+                         "weight decay": summary["weight_decay"].map("{:g}".format).to_numpy()})
+    if data.empty:
+        say_empty(ax, "no run passed the accuracy floor")
+    else:
+        sns.scatterplot(data, x="layer", y="error", hue="learning rate", style="weight decay", s=50,
+                        edgecolor="black", linewidth=0.4, ax=ax,
+                        hue_order=sorted(data["learning rate"].unique(), key=float),
+                        style_order=sorted(data["weight decay"].unique(), key=float))
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1))
     ax.set_xticks(range(num_layers + 1), [*map(str, range(num_layers)), "none"])
-    ax.set(xlabel="layer of collapse", ylabel="test error", title=title)
-    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.tight_layout()
+    ax.set(xlim=(-0.5, num_layers + 0.5), xlabel="layer of collapse", ylabel="test error", title=title)
     return fig
 
 
-# Chapters 3 and 4: one panel per layer ---------------------------------------------------------
-
-def _layer_grid(layers: list[int], ncols: int = 4, size: float = 2.8, collapse: int | None = None):
-    """A grid with one square-ish panel per layer, titled; post-collapse layers titled in green."""
-    ncols = min(ncols, len(layers))
-    nrows = -(-len(layers) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
-    flat = list(axes.flat)
-    for ax, layer in zip(flat, layers):
-        post = collapse is not None and layer >= collapse
-        ax.set_title(f"layer {layer}" + (" (collapsed)" if post else ""), fontsize=9,
-                     color="tab:green" if post else "black")
-    for ax in flat[len(layers):]:
-        ax.remove()
-    return fig, flat[:len(layers)]
-
+# Clustering (thesis 4.3, appendix C.2) ---------------------------------------------------------
 
 def plot_umap(embeddings: dict[int, np.ndarray], colors: dict[int, np.ndarray] | np.ndarray, title: str = "",
-              collapse: int | None = None, kind: str = "class") -> plt.Figure:
-    """UMAP panels per layer (thesis Fig 4.3.1, C.2.3, C.2.4). ``colors``: per point, a class or
-    an induced label (``kind="class"``, -1 = excluded, grey), or a bool "label is wrong"
-    (``kind="error"``: errors red, correct light grey, drawn on top)."""
-    fig, axes = _layer_grid(sorted(embeddings), collapse=collapse)
-    for ax, layer in zip(axes, sorted(embeddings)):
-        xy = embeddings[layer]
-        c = np.asarray(colors[layer] if isinstance(colors, dict) else colors)
+              collapse: int | None = None, kind: str = "class", truth: np.ndarray | None = None) -> plt.Figure:
+    """UMAP panels per layer (thesis Fig 4.3.1, C.2.3, C.2.4). ``colors``: per point, a class or an
+    induced label, -1 for points excluded from the clustering's labels (grey). ``kind="error"``
+    colours instead whether the label differs from ``truth`` (the true classes), wrong on top."""
+    layers = sorted(embeddings)
+    fig, cells = _layer_panels(layers, collapse)
+    per_layer = {layer: np.asarray(colors[layer] if isinstance(colors, dict) else colors) for layer in layers}
+    if kind == "error":
+        per_layer = {layer: np.where(c < 0, -1, c != truth) for layer, c in per_layer.items()}
+    if kind == "error":
+        palette = {0: "#a6bddb", 1: CATEGORICAL[3], -1: "0.8"}
+        names = {0: "induced label right", 1: "induced label wrong", -1: "excluded (cluster < 3 points)"}
+    else:
+        classes = sorted({int(c) for c in np.concatenate(list(per_layer.values())) if c >= 0})
+        palette = {c: CATEGORICAL[i % len(CATEGORICAL)] for i, c in enumerate(classes)} | {-1: "0.8"}
+        names = {c: f"class {c}" for c in classes} | {-1: "excluded (cluster < 3 points)"}
+    for (ax,), layer in zip(cells, layers):
+        xy, c = embeddings[layer], per_layer[layer].astype(int)
+        order = np.argsort(c, kind="stable") if kind == "error" else np.arange(len(c))
+        sns.scatterplot(x=xy[order, 0], y=xy[order, 1], hue=c[order], palette=palette, s=3, linewidth=0,
+                        legend=False, rasterized=True, ax=ax)
+        ax.set(xticks=[], yticks=[], xlabel="UMAP 1", ylabel="UMAP 2")
         if kind == "error":
-            ax.scatter(*xy[~c].T, s=1, color="lightgrey", rasterized=True)
-            ax.scatter(*xy[c].T, s=2, color="tab:red", rasterized=True)
-            ax.text(0.02, 0.02, f"{c.mean():.1%} wrong", transform=ax.transAxes, fontsize=8)
-        else:
-            palette = plt.get_cmap("tab10")(np.mod(c, 10))
-            palette[c < 0] = (0.8, 0.8, 0.8, 1.0)
-            ax.scatter(*xy.T, s=1, c=palette, rasterized=True)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(title)
-    fig.tight_layout()
+            kept = c >= 0
+            ax.text(0.02, 0.02, f"{c[kept].mean():.1%} of labelled wrong" if kept.any() else "all excluded",
+                    transform=ax.transAxes, fontsize=8)
+    shown = [k for k in palette if any((per_layer[layer] == k).any() for layer in layers)]
+    fig.legend(handles=[Line2D([], [], marker="o", linestyle="", color=palette[k], label=names[k]) for k in shown],
+               loc="outside right center", title="colour")
+    fig.suptitle(title, fontweight="bold")
     return fig
 
 
 def plot_cluster_matrices(matrices: dict[int, pd.DataFrame], title: str = "", collapse: int | None = None,
-                          max_rows: int = 200) -> plt.Figure:
-    """Cluster-by-class matrices per layer (thesis Fig 4.3.2, C.2.5): rows = clusters ordered by
-    label then size, columns = classes, colour = share of the cluster's points in that class.
-    Layers with more than ``max_rows`` kept clusters show their ``max_rows`` largest per label order."""
-    fig, axes = _layer_grid(sorted(matrices), collapse=collapse)
-    for ax, layer in zip(axes, sorted(matrices)):
+                          max_rows: int = 200, min_size: int = 3) -> plt.Figure:
+    """Cluster-by-class heatmaps per layer (thesis Fig 4.3.2, C.2.5): rows = clusters of at least
+    ``min_size`` points ordered by label then size, columns = classes, colour = share of the
+    cluster's points in that class. Layers with more than ``max_rows`` clusters show the largest."""
+    layers = sorted(matrices)
+    fig, cells = _layer_panels(layers, collapse)
+    for (ax,), layer in zip(cells, layers):
         m = matrices[layer]
-        if len(m) > max_rows:
-            m = m.loc[m.index.get_level_values("size").argsort()[::-1][:max_rows]].sort_index(level=0, sort_remaining=False)
-        ax.imshow(m.to_numpy(), aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_xticks(range(m.shape[1]), m.columns, fontsize=6)
-        ax.set_ylabel(f"{len(matrices[layer])} clusters", fontsize=8)
-        ax.set_yticks([])
-    fig.suptitle(title)
-    fig.tight_layout()
+        if m.empty:
+            say_empty(ax, EMPTY_CLUSTERS.format(min_size))
+            ax.set(xticks=[], yticks=[])
+        else:
+            shown = m if len(m) <= max_rows else m.loc[m.index.get_level_values("size").argsort()[::-1][:max_rows]] \
+                .sort_index(level=0, sort_remaining=False, kind="stable")
+            sns.heatmap(shown.to_numpy(), cmap="Blues", vmin=0, vmax=1,
+                        cbar=False, xticklabels=list(m.columns), yticklabels=False, ax=ax, rasterized=True)
+        ax.set(xlabel="class", ylabel=f"{len(m)} clusters (by label, size)")
+    fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, 1), "Blues"), ax=[c[0] for c in cells], shrink=0.6,
+                 label="share of the cluster's points in the class")
+    fig.suptitle(title, fontweight="bold")
     return fig
 
 
-def plot_pca_tail(spectrum: pd.DataFrame, title: str = "", collapse: int | None = None,
-                  level: float = 0.01) -> plt.Figure:
-    """Thesis Fig 4.4.1: 1 − cumulative explained variance against component, per layer, with the
-    component where it passes ``level`` marked."""
-    layers = sorted(spectrum["layer"].unique())
-    fig, axes = _layer_grid(layers, collapse=collapse)
-    for ax, layer in zip(axes, layers):
-        rows = spectrum[spectrum["layer"] == layer]
-        ax.plot(rows["component"] + 1, rows["tail_share"].clip(lower=1e-12))
-        below = rows[rows["tail_share"] < level]
-        if len(below):
-            k = int(below["component"].iloc[0]) + 1
-            ax.axvline(k, color="tab:red", linewidth=0.8)
-            ax.text(0.95, 0.9, f"{k} comps < {level:g}", transform=ax.transAxes, ha="right", fontsize=8)
-        ax.axhline(level, color="grey", linewidth=0.8, linestyle=":")
-        ax.set(xscale="log", yscale="log", xlabel="component")
-    fig.suptitle(title)
-    fig.tight_layout()
+# PCA and sparsity (thesis 4.4, appendix C.2) ---------------------------------------------------
+
+def plot_pca(spectrum: pd.DataFrame, title: str = "", collapse: int | None = None,
+             level: float = 0.01) -> plt.Figure:
+    """Thesis Fig 4.4.1: (a) eigenvalues of each layer's activation covariance as shares of the total
+    variance, (b) 1 − cumulative explained variance, where each layer passes ``level`` marked and
+    counted in the legend."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    data = spectrum.assign(component=spectrum["component"] + 1, tail_share=spectrum["tail_share"].clip(lower=1e-12),
+                           share=spectrum["eigenvalue"] / spectrum.groupby("layer")["eigenvalue"].transform("sum"))
+    crossing = data[data["tail_share"] < level].groupby("layer")["component"].min()
+    names = {layer: layer_label(layer, collapse) + (f": {crossing[layer]}" if layer in crossing else "")
+             for layer in sorted(data["layer"].unique())}
+    palette = dict(zip(names.values(), sns.color_palette(LAYERS, len(names))))
+    data["layer"] = data["layer"].map(names)
+    for ax, y, ylabel in ((axes[0], "share", "eigenvalue / total variance"),
+                          (axes[1], "tail_share", "1 − cumulative explained variance")):
+        sns.lineplot(data, x="component", y=y, hue="layer", palette=palette, estimator=None, legend=False, ax=ax)
+        ax.set(xscale="log", yscale="log", xlabel="principal component", ylabel=ylabel)
+    axes[0].set_title("(a) PCA spectrum")
+    axes[1].set_title(f"(b) unexplained variance, < {level:g} marked")
+    axes[1].axhline(level, color="0.4", linewidth=1, linestyle=":")
+    for layer, component in crossing.items():
+        axes[1].plot(component, level, marker="o", color=palette[names[layer]])
+    fig.legend(handles=[Line2D([], [], color=c, label=n) for n, c in palette.items()], loc="outside right center",
+               title=f"layer: components to < {level:g}")
+    fig.suptitle(title, fontweight="bold")
     return fig
 
 
 def plot_l1_dimensionality(spectrum: pd.DataFrame, title: str = "", collapse: int | None = None,
                            top: int = 100) -> plt.Figure:
-    """Thesis Fig 4.4.2: corresponding dimensionality π‖u‖₁²/2 of the top principal directions,
-    per layer, against the same for columns of a random orthonormal matrix (grey)."""
+    """Thesis Fig 4.4.2, C.2.7-C.2.8 (lower): corresponding dimensionality π‖u‖₁²/2 of the top
+    ``top`` principal directions per layer, against the columns of a random orthonormal matrix."""
     layers = sorted(spectrum["layer"].unique())
-    fig, axes = _layer_grid(layers, collapse=collapse)
-    for ax, layer in zip(axes, layers):
+    fig, cells = _layer_panels(layers, collapse)
+    colors = {"principal directions": CATEGORICAL[0], "random orthonormal columns": "0.55"}
+    for (ax,), layer in zip(cells, layers):
         rows = spectrum[(spectrum["layer"] == layer) & (spectrum["component"] < top)]
-        ax.plot(rows["component"] + 1, np.pi * rows["random_l1"] ** 2 / 2, color="grey", linewidth=0.8,
-                label="random")
-        ax.plot(rows["component"] + 1, rows["corresponding_dim"], label="principal directions")
-        ax.set(xlabel="component", ylabel="π‖u‖₁²/2")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
+        data = pd.DataFrame({"component": rows["component"] + 1, "principal directions": rows["corresponding_dim"],
+                             "random orthonormal columns": np.pi * rows["random_l1"] ** 2 / 2})
+        sns.lineplot(data.melt("component", var_name="direction"), x="component", y="value", hue="direction",
+                     palette=colors, estimator=None, legend=False, ax=ax)
+        ax.set(xlabel="principal component", ylabel="π‖u‖₁² / 2")
+    fig.legend(handles=[Line2D([], [], color=c, label=n) for n, c in colors.items()], loc="outside lower center",
+               ncol=2, title="corresponding dimensionality of")
+    fig.suptitle(title, fontweight="bold")
     return fig
 
 
 def plot_neuron_sparsity(neurons: pd.DataFrame, title: str = "", collapse: int | None = None) -> plt.Figure:
-    """Thesis Figs 4.4.3-4.4.4: per layer, neurons sorted by sparsity (share of exact zeros, red,
-    right axis) with the mean ± std of their non-zero activations in the same order."""
+    """Thesis Figs 4.4.3-4.4.4, C.2.9-C.2.10: per layer, neurons sorted by sparsity (share of exact
+    zeros, top) and, in the same order, the mean ± std of their non-zero activations (bottom)."""
     layers = sorted(neurons["layer"].unique())
-    fig, axes = _layer_grid(layers, collapse=collapse)
-    for ax, layer in zip(axes, layers):
+    fig, cells = _layer_panels(layers, collapse, size=3.0, rows_per=2, height_ratios=[1, 1.6])
+    sparse, mean = CATEGORICAL[3], CATEGORICAL[0]
+    for (ax_s, ax_m), layer in zip(cells, layers):
         rows = neurons[neurons["layer"] == layer]
-        ax.fill_between(rows["rank"], rows["mean"] - rows["std"], rows["mean"] + rows["std"], alpha=0.3)
-        ax.plot(rows["rank"], rows["mean"], linewidth=0.8, label="non-zero mean ± std")
-        twin = ax.twinx()
-        twin.plot(rows["rank"], rows["sparsity"], color="tab:red", linewidth=1.2)
-        twin.set_ylim(0, 1.02)
-        twin.tick_params(labelsize=7, colors="tab:red")
-        ax.set_xlabel("neuron (sorted by sparsity)")
-    fig.suptitle(title)
-    fig.tight_layout()
+        sns.lineplot(rows, x="rank", y="sparsity", color=sparse, estimator=None, ax=ax_s)
+        ax_s.set(ylim=(-0.02, 1.02), xlabel="", ylabel="share of zeros")
+        ax_m.fill_between(rows["rank"], rows["mean"] - rows["std"], rows["mean"] + rows["std"], color=mean, alpha=0.25,
+                          linewidth=0)
+        sns.lineplot(rows, x="rank", y="mean", color=mean, estimator=None, ax=ax_m)
+        ax_m.set(xlabel="neuron, sorted by sparsity", ylabel="non-zero activation")
+        ax_s.sharex(ax_m)
+        ax_s.tick_params(labelbottom=False)
+    fig.legend(handles=[Line2D([], [], color=sparse, label="share of points where the neuron is 0"),
+                        Line2D([], [], color=mean, label="mean of its non-zero activations"),
+                        Patch(color=mean, alpha=0.25, label="± 1 std of them")], loc="outside lower center", ncol=3)
+    fig.suptitle(title, fontweight="bold")
     return fig

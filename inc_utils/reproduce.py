@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import book
 from .config import ConfigError, read_yaml
-from .runs import atomic_write_text, project_root
+from .runs import project_root
 
 
 def chapters(root: Path, scale: str) -> list[tuple[Path, Path]]:
@@ -87,15 +88,6 @@ def execute(source: Path, params_file: Path, out_dir: Path) -> Path:
     return target
 
 
-def to_html(notebook: Path) -> Path:
-    import nbformat
-    from nbconvert import HTMLExporter
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    target = notebook.with_suffix(".html")
-    atomic_write_text(target, body)
-    return target
-
-
 def write_build_record(out_dir: Path, scale: str, seconds: float) -> dict:
     """Gather the chapters' claims into ``claims.csv`` and stamp the build in ``build.json``
     (scale, commit, UTC date, wall seconds, machine); returns the stamp."""
@@ -104,7 +96,7 @@ def write_build_record(out_dir: Path, scale: str, seconds: float) -> dict:
     from datetime import datetime, timezone
     from .claims import gather
     from .runs import git_commit
-    stamp = {"scale": scale, "commit": git_commit(),
+    stamp = {"scale": scale, "commit": git_commit(short=True),
              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seconds": round(seconds),
              "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})"}
     atomic_write_text(out_dir / "claims.csv", gather(out_dir).to_csv(index=False))
@@ -125,12 +117,11 @@ def reproduce(scale: str = "smoke", root: Path | None = None) -> list[Path]:
     for source, params_file in chapters(root, scale):
         tic = time.perf_counter()
         target = execute(source, params_file, out_dir)
-        to_html(target)
+        book.to_html(target)
         print(f"{source.stem}: {time.perf_counter() - tic:.0f} s -> {target}", flush=True)
         done.append(target)
     if not done:
         raise ConfigError(f"no chapter has parameters in params/{scale}/")
-    write_build_record(out_dir, scale, seconds=time.perf_counter() - start)
-    index = "".join(f'<li><a href="{p.stem}.html">{p.stem}</a></li>' for p in done)
-    atomic_write_text(out_dir / "index.html", f"<h1>INC companion ({scale})</h1><ul>{index}</ul>")
+    stamp = write_build_record(out_dir, scale, seconds=time.perf_counter() - start)
+    book.write_index(out_dir, done, stamp)
     return done

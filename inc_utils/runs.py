@@ -182,16 +182,21 @@ def provenance(device: str) -> dict:
     }
 
 
-def git_commit() -> str | None:
-    """The commit this package runs from (HEAD of its checkout), or None outside a git checkout."""
+def git_commit(short: bool = False) -> str | None:
+    """The commit this package runs from (HEAD of its checkout), "+dirty" with uncommitted changes;
+    None outside a git checkout. ``short``: the abbreviated hash."""
     root = project_root(Path(__file__).parent)
     if root is None:
         return None
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=True).stdout
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
+        head = git("rev-parse", *(["--short"] if short else []), "HEAD").strip()
+        return head + ("+dirty" if git("status", "--porcelain").strip() else "")
+    except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
 
 
 def list_runs(runs_dir: str | Path | None = None) -> pd.DataFrame:

@@ -111,7 +111,27 @@ print(summary.round(3).to_string(index=False))
 #
 # The first experiment of the parameter list, drawn as in thesis figures 4.1.1–4.1.4: each line
 # is one checkpoint (light = early, dark = last), the dashed green line the layer of collapse at
-# the end of training.
+# the end of training, x = layer with 0 the network input.
+#
+# Figures of this chapter (PNG and PDF in the build's `figures/` folder) and the thesis figures
+# they correspond to:
+#
+# | file | thesis | what it shows |
+# |---|---|---|
+# | `ch1_accuracy` | accuracy panels of B.0.1, B.0.3, B.0.5, B.0.7 | train/test accuracy and training loss of the first experiment, lr decays dotted |
+# | `ch1_nc1` | 4.1.1 (CIFAR10), 4.1.5 (MNIST) | NC1, relative within-class trace, Tr Σ_W, Tr Σ_B, CDNV per layer |
+# | `ch1_nc2` | 4.1.2, 4.1.6 | the three NC2 measures (eqs 2.19–2.21) per layer |
+# | `ch1_nc3` | 4.1.3, 4.1.7 | relative singular values of each layer's weight; AvCosPABS per layer |
+# | `ch1_nc4` | 4.1.4 | NCC accuracy (train, test) and NCC/network agreement per layer |
+# | `ch1_grid_<dataset>_nc12`, `_nc34` | B.0.1–B.0.8 | one row per experiment on that dataset, NC1–2 and NC3–4 measures |
+#
+# Not reproduced as in the thesis: the thesis draws figures 4.1.1–4.1.7 for MLP-10 on CIFAR10
+# and on MNIST; here the single-experiment figures are drawn for the first experiment of the
+# parameter file only (which network and dataset that is depends on the scale), and every other
+# experiment appears as a row of the appendix-B grids. The grids show AvCosPABS but not the
+# per-layer singular values of NC3, and the accuracy curves are drawn for the first experiment
+# only (the final accuracies of all of them are in the table above). The thesis's text copy has
+# no images, so its panel layout is matched from the captions and section 4.1, not pixel for pixel.
 
 # %%
 label, (run, metrics, spectra) = next(iter(results.items()))
@@ -125,7 +145,7 @@ plt.show()
 # close to their mean.
 
 # %%
-plots.save_figure(plots.plot_nc1(metrics, f"NC1 — {label}", collapse), "ch1_nc1")
+plots.save_figure(plots.plot_nc1(metrics, f"NC1 — {label}", collapse, collapse_threshold), "ch1_nc1")
 plt.show()
 
 # %%
@@ -165,12 +185,22 @@ plt.show()
 # %% [markdown]
 # ## Across datasets and architectures (appendix B layout)
 #
-# One row per experiment: a few measures per layer at every checkpoint. Simpler data collapse
-# earlier in the network (thesis 4.1.2).
+# One pair of figures per dataset, one row per experiment on it: the NC1–2 measures, then the
+# NC3–4 measures, per layer at every checkpoint (the epoch legend is shared by the rows; each row
+# marks its own layer of collapse). The thesis finds that simpler data collapse earlier in the
+# network (4.1.2).
 
 # %%
-plots.save_figure(plots.plot_grid({label: m for label, (_, m, _) in results.items()}), "ch1_grid")
-plt.show()
+by_dataset = {}
+for cfg, (label, (_, m, _)) in zip(configs, results.items()):
+    by_dataset.setdefault(cfg.dataset, {})[label] = m
+for dataset, tables in by_dataset.items():
+    collapses = {label: M.collapse_layer(m[m.epoch == m.epoch.max()], collapse_measure, collapse_threshold)
+                 for label, m in tables.items()}
+    for part, panels in (("nc12", plots.GRID_NC12), ("nc34", plots.GRID_NC34)):
+        fig = plots.plot_grid(tables, panels, f"{dataset}: NC{part[2]}–{part[3]} per layer", collapses)
+        plots.save_figure(fig, f"ch1_grid_{dataset}_{part}")
+        plt.show()
 
 # %% [markdown]
 # ## What this run shows: the claims table

@@ -110,8 +110,12 @@ for label, rows in summary.groupby("sweep", sort=False):
 
 # %% [markdown]
 # ## Collapse layer against test error (thesis Fig 4.2.1)
-# One colour per learning rate, one marker per weight decay, each seed its own point (slightly
-# jittered sideways). Runs whose features never collapse sit at "none".
+# One figure per sweep, `ch2_collapse_vs_error_<i>` in the order of the parameter file: thesis
+# Fig 4.2.1 (a) MLP-10 and (b) ConvNet-20 on CIFAR10, enlarged as C.1.2 and C.1.3, and C.1.1 for
+# ResNet50, when the scale's parameters hold those sweeps. One colour per learning rate, one
+# marker per weight decay, each seed its own point (slightly jittered sideways). Runs whose
+# features never collapse sit at "none". Runs below the accuracy floor or diverged are left out,
+# as in the thesis, and counted in the table above.
 
 # %%
 for i, (label, configs) in enumerate(sweep_configs.items()):

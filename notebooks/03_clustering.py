@@ -113,13 +113,31 @@ print(hierarchy.round(3).to_string(index=False))
 
 # %% [markdown]
 # Cluster-by-class matrices (thesis Fig 4.3.2): one row per kept cluster, ordered by its majority
-# label and then by size, coloured by the share of its points in each class. Before collapse
-# there are many small, mixed clusters; after it, about one pure cluster per class.
+# label and then by size, coloured by the share of its points in each class. The thesis finds many
+# small, mixed clusters before collapse and about one pure cluster per class after it; the table
+# above gives this run's numbers.
+#
+# Figures of this chapter and the thesis figures they correspond to (one panel per layer,
+# collapsed layers titled in green):
+#
+# | file | thesis | what it shows |
+# |---|---|---|
+# | `ch3_cluster_matrices` | 4.3.2 | cosine/complete clusters by class |
+# | `ch3_umap_class_true` | 4.3.1, C.2.3 | UMAP coloured by true class |
+# | `ch3_umap_class_induced` | C.2.4 (upper) | UMAP coloured by the label the cosine clustering induces |
+# | `ch3_umap_error_induced-label` | C.2.4 (lower) | where that induced label is wrong |
+# | `ch3_cluster_matrices_ward` | C.2.5 | Euclidean/Ward clusters by class |
+# | `ch3_umap_ward_induced`, `ch3_umap_ward_errors` | C.2.6 (upper, lower) | the same two views for the Ward clustering |
+#
+# Not reproduced as in the thesis: the thesis shows a sample of layers in 4.3.1 and 4.3.2 and all
+# of them in the appendix; here every analysed layer is drawn in one figure. Layers with more than
+# 200 kept clusters show their 200 largest. A layer without any cluster of at least
+# `min_cluster_size` points has an empty panel that says so.
 
 # %%
 matrices = {layer: CL.cluster_class_matrix(c, y, min_cluster_size) for layer, c in cos_clusters.items()}
-plots.save_figure(plots.plot_cluster_matrices(matrices, f"Cosine clusters by class — {label}", collapse),
-                  "ch3_cluster_matrices")
+plots.save_figure(plots.plot_cluster_matrices(matrices, f"Cosine clusters by class — {label}", collapse,
+                                              min_size=min_cluster_size), "ch3_cluster_matrices")
 plt.show()
 
 # %% [markdown]
@@ -132,10 +150,9 @@ plt.show()
 if run_umap:
     embeddings = {layer: CL.umap_embedding(a, umap_neighbors, umap_seed) for layer, a in acts.items()}
     induced = {layer: CL.label_clusters(c, y, min_cluster_size).point_labels for layer, c in cos_clusters.items()}
-    wrong = {layer: (lab >= 0) & (lab != y) for layer, lab in induced.items()}
     for name, colors, kind in (("true class", y, "class"), ("induced label", induced, "class"),
-                               ("induced-label errors", wrong, "error")):
-        fig = plots.plot_umap(embeddings, colors, f"UMAP by {name} — {label}", collapse, kind)
+                               ("induced-label errors", induced, "error")):
+        fig = plots.plot_umap(embeddings, colors, f"UMAP by {name} — {label}", collapse, kind, truth=y)
         plots.save_figure(fig, f"ch3_umap_{kind}_{name.split()[0]}")
         plt.show()
 
@@ -150,9 +167,17 @@ print(CL.hierarchy_table(ward_clusters).round(3).to_string(index=False))
 
 # %%
 matrices = {layer: CL.cluster_class_matrix(c, y, min_cluster_size) for layer, c in ward_clusters.items()}
-plots.save_figure(plots.plot_cluster_matrices(matrices, f"Ward clusters by class — {label}", collapse),
-                  "ch3_cluster_matrices_ward")
+plots.save_figure(plots.plot_cluster_matrices(matrices, f"Ward clusters by class — {label}", collapse,
+                                              min_size=min_cluster_size), "ch3_cluster_matrices_ward")
 plt.show()
+if run_umap:
+    ward_induced = {layer: CL.label_clusters(c, y, min_cluster_size).point_labels
+                    for layer, c in ward_clusters.items()}
+    for name, kind in (("induced", "class"), ("errors", "error")):
+        title = f"UMAP by Ward-induced label{' errors' * (kind == 'error')} — {label}"
+        plots.save_figure(plots.plot_umap(embeddings, ward_induced, title, collapse, kind, truth=y),
+                          f"ch3_umap_ward_{name}")
+        plt.show()
 
 # %% [markdown]
 # ## What this run shows: the claims table

@@ -87,13 +87,28 @@ print(f"{label}: collapse at layer {collapse}; {len(y)} training points, hidden 
 
 # %% [markdown]
 # ## PCA spectra (thesis Fig 4.4.1, C.2.7)
-# After the collapse layer, C − 1 = 9 components hold almost all the variance: the class means
-# span a (C−1)-dimensional simplex and little else is left.
+# The thesis expects that after the collapse layer about C − 1 = 9 components hold almost all the
+# variance: the class means span a (C−1)-dimensional simplex and little else is left. The count
+# printed below the figure is this run's.
+#
+# Figures of this chapter and the thesis figures they correspond to:
+#
+# | file | thesis | what it shows |
+# |---|---|---|
+# | `ch4_pca` | 4.4.1 (a) and (b); C.2.7–C.2.8 (upper) | (a) eigenvalues of each layer's activation covariance, (b) 1 − cumulative explained variance, where it passes `variance_level` marked |
+# | `ch4_l1` | 4.4.2; C.2.7–C.2.8 (lower) | corresponding dimensionality π‖u‖₁²/2 of the top principal directions per layer, against a random orthonormal matrix |
+# | `ch4_neurons` | 4.4.3, 4.4.4; C.2.9–C.2.10 | per layer: neurons sorted by sparsity, and the mean ± std of their non-zero activations |
+#
+# Not reproduced as in the thesis: the spectra of all layers share the two panels of `ch4_pca`
+# instead of one panel per layer (C.2.7–C.2.8, upper); `ch4_l1` draws the corresponding
+# dimensionality only, not the ℓ1 norm on a second axis (one is a monotone function of the
+# other), and only the top `top_components` directions; the means of non-zero activations are
+# drawn as a line with a ±1 std band instead of dots with bars.
 
 # %%
 spectrum = SP.spectrum_table(acts)
-plots.save_figure(plots.plot_pca_tail(spectrum, f"1 − cumulative explained variance — {label}", collapse,
-                                      variance_level), "ch4_pca")
+plots.save_figure(plots.plot_pca(spectrum, f"PCA of the activations — {label}", collapse, variance_level),
+                  "ch4_pca")
 plt.show()
 
 # %%

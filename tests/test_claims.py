@@ -115,7 +115,7 @@ def test_results_section_replaces_only_the_marked_block(tmp_path):
         K.save(K.table([K.Claim(f"c{i}", "t", "r", h) for i, h in enumerate(holds)]), chapter, tmp_path / "claims")
     claims = K.gather(tmp_path)
     assert claims.chapter.tolist() == ["01_a", "01_a", "02_b"]
-    section = K.results_section(claims, {"scale": "cpu", "commit": "0123456789abcdef", "date": "2026-11-30",
+    section = K.results_section(claims, {"scale": "cpu", "commit": "0123456789", "date": "2026-11-30",
                                          "seconds": 1800})
     assert "commit 0123456789, 2026-11-30, 30 min" in section and "1 of 3 claims hold" in section
     readme = f"# T\n\n{K.RESULTS_BEGIN}\nold\n{K.RESULTS_END}\n\n## Next\n"
