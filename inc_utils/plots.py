@@ -7,7 +7,6 @@ writes it as PNG and PDF.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,13 +14,14 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
+from .session import figures_dir
 
 COLLAPSE_STYLE = dict(color="tab:green", linestyle="--", linewidth=1.5, label="layer of collapse")
 
 
 def save_figure(fig: plt.Figure, name: str, folder: str | Path | None = None) -> Path:
-    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf``; folder: ``$INC_FIGURES_DIR`` or ``figures/``."""
-    folder = Path(folder or os.environ.get("INC_FIGURES_DIR", "figures"))
+    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf``; folder: ``session.figures_dir()`` by default."""
+    folder = Path(folder) if folder else figures_dir()
     folder.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
         fig.savefig(folder / f"{name}.{ext}", dpi=150 if ext == "png" else None, bbox_inches="tight")
