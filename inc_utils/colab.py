@@ -15,6 +15,7 @@ import re
 import subprocess
 import tomllib
 from pathlib import Path
+from urllib.parse import quote
 
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
@@ -40,15 +41,18 @@ def origin_url(root: Path) -> str | None:
 
 def repository_url(remote: str, root: Path) -> str:
     """The address pip can install from: GitHub as ``https://github.com/o/r``, other URLs as
-    they are, ``user@host:path`` as ``ssh://``, a local path (relative to ``root``) as ``file://``."""
+    they are, ``user@host:path`` as ``ssh://``, a local path (relative to ``root``) as
+    ``file://localhost/...`` (setuptools accepts only URLs with a host in ``[project.urls]``)."""
     remote = remote.strip()
     if m := _GITHUB.match(remote):
         return f"https://github.com/{m['owner']}/{m['repo']}"
+    if remote.startswith("file:///"):
+        return "file://localhost/" + remote.removeprefix("file:///")
     if "://" in remote:
         return remote
     if m := _SCP_LIKE.match(remote):
         return f"ssh://{m['host']}/{m['path']}"
-    return (root / remote).resolve().as_uri()
+    return "file://localhost" + quote((root / remote).resolve().as_posix())
 
 
 def github_repo(url: str | None) -> str | None:
@@ -108,7 +112,8 @@ def install_cell(url: str | None) -> str:
         "import subprocess\n"
         "import sys\n\n"
         'if "google.colab" in sys.modules and importlib.util.find_spec("inc_utils") is None:\n'
-        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{pip_requirement(url)}"], check=True)\n'
+        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q",\n'
+        f'                    "{pip_requirement(url)}"], check=True)\n'
         "    importlib.invalidate_caches()\n")
 
 
