@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tomllib
 from pathlib import Path
 from urllib.parse import quote
 
@@ -61,15 +60,21 @@ def github_repo(url: str | None) -> str | None:
     return f"{m['owner']}/{m['repo']}" if m else None
 
 
+def _urls_section(pyproject_text: str) -> re.Match | None:
+    return re.search(r"(?ms)^\[project\.urls\]\n(.*?)(?=^\[|\Z)", pyproject_text)
+
+
 def recorded_url(pyproject_text: str) -> str | None:
     """``[project.urls] Repository`` of a pyproject.toml's text, if any."""
-    return tomllib.loads(pyproject_text).get("project", {}).get("urls", {}).get("Repository")
+    section = _urls_section(pyproject_text)
+    found = section and re.search(r'(?m)^Repository\s*=\s*"([^"]*)"', section.group(1))
+    return found.group(1) if found else None
 
 
 def record_url(pyproject_text: str, url: str) -> str:
     """The pyproject.toml text with ``[project.urls] Repository = url`` (other lines untouched)."""
     line = f'Repository = "{url}"'
-    section = re.search(r"(?ms)^\[project\.urls\]\n(.*?)(?=^\[|\Z)", pyproject_text)
+    section = _urls_section(pyproject_text)
     if section is None:
         after_project = re.search(r"(?ms)^\[project\]\n.*?(?=^\[|\Z)", pyproject_text)
         at = after_project.end() if after_project else len(pyproject_text)

@@ -48,10 +48,10 @@ def _as_notebook(source: Path):
 
 def plan_scale(scale: str, root: Path | None = None) -> pd.DataFrame:
     """Dry run of ``reproduce``: validate every chapter's parameters (keys and run configs) and
-    list the runs (and their networks) with the model-epochs still to train."""
+    list the runs (their networks, whether they train batched) with the model-epochs still to train."""
     import nbformat
     from .sweep import configs_in, plan
-    from .throughput import NETWORK
+    from .throughput import networks
     root = root or project_root() or Path.cwd()
     tables = []
     for source, params_file in chapters(root, scale):
@@ -63,9 +63,7 @@ def plan_scale(scale: str, root: Path | None = None) -> pd.DataFrame:
             check_parameters(str(tmp), params, params_file)
         finally:
             tmp.unlink(missing_ok=True)
-        configs = configs_in(params)
-        tables.append(plan(configs).assign(chapter=source.stem, **{
-            field: [getattr(c, field) for c in configs] for field in NETWORK}))
+        tables.append(pd.concat([plan(configs_in(params)), networks(params)], axis=1).assign(chapter=source.stem))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     return table.drop_duplicates("run")
 

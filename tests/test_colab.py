@@ -147,8 +147,11 @@ def test_the_params_shipped_in_the_package_equal_the_repository_copy(tmp_path):
                     "-q", "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     with zipfile.ZipFile(wheel) as z:
-        shipped = {n.removeprefix("inc_utils/params/"): z.read(n) for n in z.namelist()
+        names = z.namelist()
+        shipped = {n.removeprefix("inc_utils/params/"): z.read(n) for n in names
                    if n.startswith("inc_utils/params/")}
     source = {str(p.relative_to(src / "params")): p.read_bytes() for p in (src / "params").rglob("*.yaml")}
     assert "tiny/01_intermediate_nc.yaml" in shipped and "colab/01_intermediate_nc.yaml" in shipped
     assert shipped == source
+    modules = {str(p.relative_to(src)) for p in (src / "inc_utils").rglob("*.py")}
+    assert modules <= set(names), f"modules missing from the wheel: {sorted(modules - set(names))}"

@@ -107,3 +107,4 @@ def test_colab_scale_is_mlp10_on_fashion_mnist_and_estimates_its_time(tmp_path, 
     out = capsys.readouterr().out
     assert "02_collapse_vs_generalization: 11 runs, 1100 model-epochs to train" in out
     assert "CPU, 2 cores: 11.5 h for 1250 model-epochs" in out      # 1250 x 33 s
+    assert "H200 GPU: 10.0 min for 1250 model-epochs" in out        # 150 x 2.03 s alone + 1100 x 0.27 s batched
