@@ -131,14 +131,16 @@ def render_notebook(text: str, notebook: str, url: str | None, branch: str) -> s
     """A py:percent chapter with its badge and install cells written for ``url``.
 
     The install cell is the one tagged ``colab-install`` (or, in older copies, the cell that
-    mentions ``google.colab``); a notebook without one gets it before its parameters cell."""
+    mentions ``google.colab``); a notebook without one gets it before its parameters cell (or
+    after its first cell)."""
     chunks = [c for c in re.split(r"(?m)^(?=# %%)", text) if "colab-badge" not in c.split("\n", 1)[0]]
     header, cells = chunks[0], chunks[1:]
     install = next((i for i, c in enumerate(cells) if "colab-install" in c.split("\n", 1)[0]), None)
     if install is None:
         install = next((i for i, c in enumerate(cells) if "google.colab" in c), None)
-    if install is None:
-        install = next(i for i, c in enumerate(cells) if 'tags=["parameters"]' in c.split("\n", 1)[0])
+    if install is None:                                   # before the parameters, else after the title
+        install = next((i for i, c in enumerate(cells) if 'tags=["parameters"]' in c.split("\n", 1)[0]),
+                       min(1, len(cells)))
         cells.insert(install, "\n")
     trailing = cells[install][len(cells[install].rstrip("\n")):]
     new = install_cell(url).rstrip("\n") + max(trailing, "\n\n", key=len)

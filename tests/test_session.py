@@ -83,3 +83,15 @@ def test_elsewhere_nothing_is_downloaded_unless_asked_and_drive_is_refused(monke
     assert loads == [("cifar10", "train", "/data", True), ("cifar10", "test", "/data", True)]
     with pytest.raises(ConfigError, match="drive_folder is for Google Drive in Colab"):
         session.prepare(PARAMS, drive_folder="x")
+
+
+@pytest.mark.parametrize("source", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")), ids=lambda p: p.stem)
+def test_every_chapter_takes_a_scale_a_download_switch_and_a_drive_folder(source):
+    import jupytext
+    cells = jupytext.read(source).cells
+    (index,) = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    parameters, setup = cells[index].source, cells[index + 1].source     # and the lines right after
+    declared = {line.split("=")[0].strip() for line in parameters.splitlines() if "=" in line and line[0].isalpha()}
+    assert {"scale", "download", "drive_folder", "data_dir"} <= declared
+    assert f'session.scale_parameters("{source.stem}", scale)' in setup
+    assert "session.prepare(" in setup and "download, drive_folder)" in setup
