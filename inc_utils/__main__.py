@@ -98,7 +98,8 @@ def _colab(args) -> None:
     from .runs import project_root
     root = project_root()
     if root is None:
-        raise FileNotFoundError(f"{Path.cwd()} is not inside a checkout of this project (no pyproject.toml + inc_utils/)")
+        raise FileNotFoundError(f"{Path.cwd()} is not inside a checkout of this project "
+                                "(no pyproject.toml + inc_utils/)")
     url = update(root, args.branch)
     print(f"notebooks and README written for {url}" if url else
           "no git remote 'origin' and no [project.urls] Repository: notebooks say how to install, no badge")
