@@ -125,7 +125,8 @@ def test_inc_colab_writes_everything_from_a_github_ssh_origin(tmp_path, monkeypa
         text = (root / "notebooks" / source.name).read_text()
         assert link in text and link in readme
         paired = root / "notebooks" / f"{source.stem}.ipynb"
-        assert [c.source for c in jupytext.read(paired).cells] == [c.source for c in jupytext.reads(text, fmt="py:percent").cells]
+        from_py = jupytext.reads(text, fmt="py:percent")
+        assert [c.source for c in jupytext.read(paired).cells] == [c.source for c in from_py.cells]
         assert nbformat.read(paired, 4).metadata["accelerator"] == "GPU"
     assert 'pip install "inc-utils[notebooks] @ git+https://github.com/ann/inc"' in readme
 

@@ -78,8 +78,8 @@ def test_elsewhere_nothing_is_downloaded_unless_asked_and_drive_is_refused(monke
     loads = _record_loads(monkeypatch)
     session.prepare(PARAMS, data_dir="/data")
     assert loads == []
-    session.prepare({"sweeps": {"s": {"base": {"dataset": "cifar10", "arch": "mlp", "depth": 2, "epochs": 1, "lr_milestones": []},
-                                      "grid": {"lr": [0.1, 0.2]}}}}, data_dir="/data", download=True)
+    cifar = {"dataset": "cifar10", "arch": "mlp", "depth": 2, "epochs": 1, "lr_milestones": []}
+    session.prepare({"sweeps": {"s": {"base": cifar, "grid": {"lr": [0.1, 0.2]}}}}, data_dir="/data", download=True)
     assert loads == [("cifar10", "train", "/data", True), ("cifar10", "test", "/data", True)]
     with pytest.raises(ConfigError, match="drive_folder is for Google Drive in Colab"):
         session.prepare(PARAMS, drive_folder="x")

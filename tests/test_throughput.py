@@ -6,9 +6,10 @@ from inc_utils.throughput import describe, estimate, networks, read_table
 
 def test_estimate_sums_measured_networks_and_counts_the_rest(tmp_path):
     path = tmp_path / "throughput.yaml"
-    path.write_text("- {device: cpu, dataset: digits, arch: mlp, depth: 8, width: 256, seconds: 0.5}\n"
-                    "- {device: T4 GPU, dataset: digits, arch: mlp, depth: 8, width: 256, batched: false, seconds: 0.4}\n"
-                    "- {device: T4 GPU, dataset: digits, arch: mlp, depth: 8, width: 256, batched: true, seconds: 0.1}\n")
+    net = "dataset: digits, arch: mlp, depth: 8, width: 256"
+    path.write_text(f"- {{device: cpu, {net}, seconds: 0.5}}\n"
+                    f"- {{device: T4 GPU, {net}, batched: false, seconds: 0.4}}\n"
+                    f"- {{device: T4 GPU, {net}, batched: true, seconds: 0.1}}\n")
     plan = pd.DataFrame({"dataset": ["digits", "digits", "cifar10"], "arch": "mlp", "depth": [8, 8, 10],
                          "width": [256, 256, 1024], "batched": [False, True, True],
                          "model_epochs_left": [3600, 3600, 1000]})
