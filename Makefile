@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce references test lab clean
+.PHONY: setup reproduce references test lab colab clean
 
 setup: $(STAMP)
 
@@ -26,7 +26,10 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) -m inc_utils.lab
+
+colab: $(STAMP)
+	$(PY) -m inc_utils colab
 
 clean:
 	rm -rf build .pytest_cache

@@ -80,7 +80,7 @@ def _sweep(args) -> None:
 
 def _reproduce(args) -> None:
     import pandas as pd
-    from .reproduce import plan_scale, reproduce
+    from .reproduce import describe_estimate, plan_scale, reproduce
     if not args.dry_run:
         reproduce(args.scale)
         return
@@ -89,6 +89,20 @@ def _reproduce(args) -> None:
         print(table.to_string(index=False))
     for chapter, rows in table.groupby("chapter", sort=False):
         print(f"{chapter}: {len(rows)} runs, {int(rows.model_epochs_left.sum())} model-epochs to train")
+    print(describe_estimate(table))
+
+
+def _colab(args) -> None:
+    from pathlib import Path
+    from .colab import update
+    from .runs import project_root
+    root = project_root()
+    if root is None:
+        raise FileNotFoundError(f"{Path.cwd()} is not inside a checkout of this project "
+                                "(no pyproject.toml + inc_utils/)")
+    url = update(root, args.branch)
+    print(f"notebooks and README written for {url}" if url else
+          "no git remote 'origin' and no [project.urls] Repository: notebooks say how to install, no badge")
 
 
 def _results(args) -> None:
@@ -154,6 +168,11 @@ def parser() -> argparse.ArgumentParser:
     res = sub.add_parser("results", help="write the claims tables of build/<scale>/ into the README's Results section")
     res.add_argument("--scale", default="cpu", help="the build to take them from (default cpu)")
     res.set_defaults(func=_results)
+
+    c = sub.add_parser("colab", help="write the repository's address (git remote origin) into pyproject.toml, "
+                                     "the notebooks' install cells and Colab badges, and the README")
+    c.add_argument("--branch", default="main", help="branch the Colab badges open (default: main)")
+    c.set_defaults(func=_colab)
 
     r = sub.add_parser("runs", help="list runs with their status")
     r.add_argument("--runs-dir", default=None)

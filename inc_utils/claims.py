@@ -11,7 +11,6 @@ chapter prose states what the thesis claims; only these tables say what a run sh
 """
 from __future__ import annotations
 
-import os
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
@@ -72,10 +71,11 @@ def table(claims: list[Claim]) -> pd.DataFrame:
 
 
 def save(claims: pd.DataFrame, chapter: str, folder: str | Path | None = None) -> Path:
-    """Write ``<folder>/<chapter>.csv``; folder default ``$INC_BUILD_DIR/claims`` (``build/lab/claims``).
+    """Write ``<folder>/<chapter>.csv``; folder default ``<session.output_dir()>/claims``.
 
     ``make reproduce`` gathers these files into ``build/<scale>/claims.csv`` and the book's index."""
-    folder = Path(folder or Path(os.environ.get("INC_BUILD_DIR", "build/lab")) / "claims")
+    from .session import output_dir
+    folder = Path(folder or output_dir() / "claims")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{chapter}.csv"
     claims.to_csv(path, index=False)

@@ -10,7 +10,6 @@ palettes are colour-blind safe: seaborn's "colorblind" (Okabe-Ito) for categorie
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib.colors as mcolors
@@ -23,6 +22,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from . import metrics as M
+from .session import figures_dir
 
 sns.set_theme(context="paper", style="ticks", palette="colorblind", font_scale=1.15,
               rc={"axes.grid": True, "grid.alpha": 0.35, "legend.frameon": False, "figure.dpi": 100})
@@ -56,8 +56,8 @@ GRID_NC34 = [(M.NC3_AVCOS, "train"), *NC4_PANELS]
 
 
 def save_figure(fig: plt.Figure, name: str, folder: str | Path | None = None) -> Path:
-    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf``; folder: ``$INC_FIGURES_DIR`` or ``figures/``."""
-    folder = Path(folder or os.environ.get("INC_FIGURES_DIR", "figures"))
+    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf``; folder: ``session.figures_dir()`` by default."""
+    folder = Path(folder) if folder else figures_dir()
     folder.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
         fig.savefig(folder / f"{name}.{ext}", dpi=150 if ext == "png" else None, bbox_inches="tight")

@@ -49,9 +49,10 @@ def _as_notebook(source: Path):
 
 def plan_scale(scale: str, root: Path | None = None) -> pd.DataFrame:
     """Dry run of ``reproduce``: validate every chapter's parameters (keys and run configs) and
-    list the runs with the model-epochs still to train."""
+    list the runs (their networks, whether they train batched) with the model-epochs still to train."""
     import nbformat
     from .sweep import configs_in, plan
+    from .throughput import networks
     root = root or project_root() or Path.cwd()
     tables = []
     for source, params_file in chapters(root, scale):
@@ -63,9 +64,17 @@ def plan_scale(scale: str, root: Path | None = None) -> pd.DataFrame:
             check_parameters(str(tmp), params, params_file)
         finally:
             tmp.unlink(missing_ok=True)
-        tables.append(plan(configs_in(params)).assign(chapter=source.stem))
+        tables.append(pd.concat([plan(configs_in(params)), networks(params)], axis=1).assign(chapter=source.stem))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     return table.drop_duplicates("run")
+
+
+def describe_estimate(plan_table: pd.DataFrame, root: Path | None = None) -> str:
+    """The training time of ``plan_scale``'s table on each device of ``benchmarks/throughput.yaml``."""
+    from .throughput import describe, estimate, read_table
+    source = Path("benchmarks") / "throughput.yaml"
+    table = read_table((root or project_root() or Path.cwd()) / source)
+    return describe(estimate(plan_table, table), str(source))
 
 
 def execute(source: Path, params_file: Path, out_dir: Path) -> Path:
@@ -111,8 +120,8 @@ def reproduce(scale: str = "smoke", root: Path | None = None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("INC_PROGRESS", "0")            # tqdm output can time out papermill's IOPub
     os.environ.setdefault("INC_RUNS_DIR", str(root / "runs"))
-    os.environ["INC_FIGURES_DIR"] = str(out_dir / "figures")
-    os.environ["INC_BUILD_DIR"] = str(out_dir)
+    os.environ["INC_BUILD_DIR"] = str(out_dir)               # session.output_dir(): figures, claims
+    os.environ.pop("INC_FIGURES_DIR", None)                # figures go to <build dir>/figures
     done, start = [], time.perf_counter()
     for source, params_file in chapters(root, scale):
         tic = time.perf_counter()

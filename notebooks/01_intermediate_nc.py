@@ -30,15 +30,16 @@
 # activations). The layer of collapse is the first layer from which the relative within-class
 # trace Tr Σ_W / (Tr Σ_W + Tr Σ_B) stays below 0.2 (thesis 4.1.1).
 
-# %%
-# Colab: install the package (torch is already there). Elsewhere this cell does nothing.
+# %% tags=["colab-install"]
+# Colab: this copy of the notebook names no repository to install the package from
+# (`inc colab` writes it here from the git remote). Elsewhere this cell does nothing.
 import importlib.util
-import subprocess
 import sys
 
-INC_REPO = "git+https://github.com/inc-companion/inc-companion"  # edit if you work from a fork
 if "google.colab" in sys.modules and importlib.util.find_spec("inc_utils") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"inc-utils[notebooks] @ {INC_REPO}"], check=True)
+    raise ModuleNotFoundError("inc_utils is not installed: run !pip install "
+                              "'inc-utils[notebooks] @ git+URL' in a cell, with URL the address "
+                              "of the repository this notebook comes from")
 
 # %% tags=["parameters"]
 experiments = [
@@ -49,6 +50,9 @@ collapse_measure = "rel_trace_w"
 collapse_threshold = 0.2
 device = "auto"
 data_dir = None
+scale = None               # a name under params/ (smoke, colab, paper, ...): its values replace those above
+download = None            # fetch missing torchvision datasets; None: in Colab only
+drive_folder = None        # Colab: keep runs in this Google Drive folder, to resume after a dropped session
 
 # %%
 import warnings
@@ -61,11 +65,14 @@ from IPython.display import Markdown
 from inc_utils import claims as K
 from inc_utils import metrics as M
 from inc_utils import plots
+from inc_utils import session
 from inc_utils.config import from_dict
 from inc_utils.measure import measure_run
 from inc_utils.train import resolve_device, train
 
 warnings.filterwarnings("ignore", category=UserWarning)
+globals().update(session.scale_parameters("01_intermediate_nc", scale))
+session.prepare({"experiments": experiments}, data_dir, download, drive_folder)
 device = resolve_device(device)
 print("GPU:", torch.cuda.get_device_name() if device.startswith("cuda") else "none, running on the CPU")
 configs = [from_dict(e) for e in experiments]

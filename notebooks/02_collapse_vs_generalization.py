@@ -28,15 +28,16 @@
 # layer can still generalize very differently. Networks under 35% test accuracy, and runs that
 # diverged, are left out and counted.
 
-# %%
-# Colab: install the package (torch is already there). Elsewhere this cell does nothing.
+# %% tags=["colab-install"]
+# Colab: this copy of the notebook names no repository to install the package from
+# (`inc colab` writes it here from the git remote). Elsewhere this cell does nothing.
 import importlib.util
-import subprocess
 import sys
 
-INC_REPO = "git+https://github.com/inc-companion/inc-companion"  # edit if you work from a fork
 if "google.colab" in sys.modules and importlib.util.find_spec("inc_utils") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"inc-utils[notebooks] @ {INC_REPO}"], check=True)
+    raise ModuleNotFoundError("inc_utils is not installed: run !pip install "
+                              "'inc-utils[notebooks] @ git+URL' in a cell, with URL the address "
+                              "of the repository this notebook comes from")
 
 # %% tags=["parameters"]
 sweeps = {
@@ -55,6 +56,9 @@ batched = True             # MLPs that differ only in lr, weight decay, momentum
 group_size = 33            # most MLPs per batched group; lower it if the GPU runs out of memory
 device = "auto"
 data_dir = None
+scale = None               # a name under params/ (smoke, colab, paper, ...): its values replace those above
+download = None            # fetch missing torchvision datasets; None: in Colab only
+drive_folder = None        # Colab: keep runs in this Google Drive folder, to resume after a dropped session
 
 # %%
 import warnings
@@ -66,6 +70,7 @@ from IPython.display import Markdown
 
 from inc_utils import claims as K
 from inc_utils import plots
+from inc_utils import session
 from inc_utils.config import from_dict
 from inc_utils.measure import collapse_summary
 from inc_utils.models import num_layers
@@ -73,6 +78,8 @@ from inc_utils.sweep import SweepConfig, plan, run_sweep
 from inc_utils.train import resolve_device
 
 warnings.filterwarnings("ignore", category=UserWarning)
+globals().update(session.scale_parameters("02_collapse_vs_generalization", scale))
+session.prepare({"sweeps": sweeps}, data_dir, download, drive_folder)
 device = resolve_device(device)
 print("GPU:", torch.cuda.get_device_name() if device.startswith("cuda") else "none, running on the CPU")
 sweep_configs = {label: from_dict(s, SweepConfig).configs() for label, s in sweeps.items()}

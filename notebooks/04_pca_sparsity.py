@@ -30,15 +30,16 @@
 # * **Neuron sparsity**: the share of training points for which a neuron is exactly zero after the
 #   ReLU, neurons sorted by it, with the mean and spread of each neuron's non-zero values.
 
-# %%
-# Colab: install the package (torch is already there). Elsewhere this cell does nothing.
+# %% tags=["colab-install"]
+# Colab: this copy of the notebook names no repository to install the package from
+# (`inc colab` writes it here from the git remote). Elsewhere this cell does nothing.
 import importlib.util
-import subprocess
 import sys
 
-INC_REPO = "git+https://github.com/inc-companion/inc-companion"  # edit if you work from a fork
 if "google.colab" in sys.modules and importlib.util.find_spec("inc_utils") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"inc-utils[notebooks] @ {INC_REPO}"], check=True)
+    raise ModuleNotFoundError("inc_utils is not installed: run !pip install "
+                              "'inc-utils[notebooks] @ git+URL' in a cell, with URL the address "
+                              "of the repository this notebook comes from")
 
 # %% tags=["parameters"]
 experiment = {"dataset": "digits", "arch": "mlp", "depth": 8, "width": 256, "epochs": 400, "lr": 0.05,
@@ -53,6 +54,9 @@ collapse_measure = "rel_trace_w"
 collapse_threshold = 0.2
 device = "auto"
 data_dir = None
+scale = None               # a name under params/ (smoke, colab, paper, ...): its values replace those above
+download = None            # fetch missing torchvision datasets; None: in Colab only
+drive_folder = None        # Colab: keep runs in this Google Drive folder, to resume after a dropped session
 
 # %%
 import warnings
@@ -63,6 +67,7 @@ from IPython.display import Markdown
 from inc_utils import claims as K
 from inc_utils import metrics as M
 from inc_utils import plots
+from inc_utils import session
 from inc_utils import spectra as SP
 from inc_utils.activations import run_activations
 from inc_utils.config import from_dict
@@ -71,6 +76,8 @@ from inc_utils.models import num_layers
 from inc_utils.train import resolve_device, train
 
 warnings.filterwarnings("ignore", category=UserWarning)
+globals().update(session.scale_parameters("04_pca_sparsity", scale))
+session.prepare({"experiment": experiment}, data_dir, download, drive_folder)
 device = resolve_device(device)
 cfg = from_dict(experiment)
 label = f"{cfg.arch.upper()}-{cfg.depth} on {cfg.dataset}"

@@ -11,6 +11,7 @@ import tempfile
 _session = tempfile.mkdtemp(prefix="inc-tests-")
 atexit.register(shutil.rmtree, _session, ignore_errors=True)
 os.environ["INC_RUNS_DIR"] = os.path.join(_session, "runs")
+os.environ["INC_BUILD_DIR"] = os.path.join(_session, "build")       # claims and figures of chapters
 os.environ["INC_FIGURES_DIR"] = os.path.join(_session, "figures")
 os.environ["INC_PROGRESS"] = "0"
 os.environ["MPLBACKEND"] = "Agg"

@@ -90,3 +90,21 @@ def test_reproduce_executes_into_build_with_html_and_never_leaves_partial_notebo
     with pytest.raises(Exception, match="boom"):
         reproduce("smoke", tmp_path / "bad")
     assert sorted(p.name for p in (tmp_path / "bad" / "build" / "smoke").iterdir()) == []
+
+
+def test_colab_scale_is_mlp10_on_fashion_mnist_and_estimates_its_time(tmp_path, monkeypatch, capsys):
+    from inc_utils.__main__ import main
+    monkeypatch.setenv("INC_RUNS_DIR", str(tmp_path))
+    colab = {src.stem: configs_in(read_yaml(p)) for src, p in chapters(ROOT, "colab")}
+    assert {"01_intermediate_nc", "02_collapse_vs_generalization", "03_clustering", "04_pca_sparsity"} <= set(colab)
+    for cfg in (c for configs in colab.values() for c in configs):
+        assert (cfg.dataset, cfg.arch, cfg.depth, cfg.width, cfg.batch_size) == ("fashion_mnist", "mlp", 10, 1024, 128)
+    assert colab["01_intermediate_nc"] == colab["03_clustering"] == colab["04_pca_sparsity"]   # one shared run
+    sweep = colab["02_collapse_vs_generalization"]
+    assert len(sweep) == 11 and len({c.lr for c in sweep}) == 11
+    assert read_yaml(ROOT / "params/colab/02_collapse_vs_generalization.yaml")["group_size"] >= len(sweep)
+    assert main(["reproduce", "--scale", "colab", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "02_collapse_vs_generalization: 11 runs, 1100 model-epochs to train" in out
+    assert "CPU, 2 cores: 11.5 h for 1250 model-epochs" in out      # 1250 x 33 s
+    assert "H200 GPU: 10.0 min for 1250 model-epochs" in out        # 150 x 2.03 s alone + 1100 x 0.27 s batched
