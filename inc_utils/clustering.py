@@ -2,15 +2,21 @@
 
 Agglomerative clustering with the cut semantics of scikit-learn's
 ``AgglomerativeClustering(distance_threshold=t, n_clusters=None)`` (merges at distance
-strictly below ``t`` are kept), but with memory that scales to 50k x 1024 activations:
-cosine distances are written block by block into one condensed float64 array that
-fastcluster then consumes in place, and Ward runs on the data itself (O(N d) memory).
+strictly below ``t`` are kept), but with memory and time that scale to 50k x 1024
+activations: cosine or Euclidean distances are written block by block (one BLAS product
+each) into one condensed float64 array that fastcluster then consumes in place.
+
+The Ward threshold (appendix C.2.2: 0.5) is a length in the units of the activations and
+Ward heights grow with the square root of cluster size, so unlike the cosine threshold its
+meaning changes with the scale of each layer; ``ward_scale_table`` shows by how much.
 
 Cluster labelling follows thesis 4.3.2: every cluster of at least ``min_size`` points is
 labelled by its majority class; points in smaller clusters are "excluded".
 
-UMAP (thesis 4.3.1) uses an exact cosine k-nearest-neighbour graph computed by blocked
-matrix products in torch and handed to umap-learn as ``precomputed_knn``.
+UMAP (thesis 4.3.1) takes its cosine k-nearest-neighbour graph from the faster search per
+device (``benchmarks/clustering_scale.py``): on CUDA an exact one by blocked matrix products
+in torch, handed to umap-learn as ``precomputed_knn``; on a CPU umap-learn's own (exact
+below 4,096 points, NN-descent above).
 
 Zero rows: the cosine distance of a zero vector to any *other* row (zero or not) is
 defined as 1 (it is treated as orthogonal to everything), its distance to itself is 0.
@@ -28,7 +34,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.cluster.hierarchy import fcluster
 
-COSINE_LINKAGES = ("complete", "average", "single")
+LINKAGES = {"cosine": ("complete", "average", "single"), "euclidean": ("ward",)}
 
 
 def _unit_rows(A: np.ndarray) -> np.ndarray:
@@ -39,49 +45,88 @@ def _unit_rows(A: np.ndarray) -> np.ndarray:
     return X
 
 
-def cosine_condensed_distances(A: np.ndarray, block: int = 512) -> np.ndarray:
-    """Condensed cosine distances 1 - cos in scipy ``pdist`` order.
+def condensed_distances(A: np.ndarray, metric: str = "cosine", block: int = 512) -> np.ndarray:
+    """Condensed pairwise distances in scipy ``pdist`` order, one BLAS product per block of rows.
 
     A: (N, d) activations (any float dtype; computed in float64).
-    block: rows per BLAS product; the temporary is (block, N) float64.
-    Returns (N (N - 1) / 2,) float64, clipped to [0, 2]. Memory: the result plus one
-    (N, d) float64 copy of A. Zero rows are at distance 1 from every other row.
+    metric: "cosine" (1 - cos, clipped to [0, 2]; zero rows at distance 1 from every other
+    row) or "euclidean" (||a - b|| from the Gram matrix of the centred rows: centring changes
+    no distance and keeps the cancellation error near 1e-16 x the squared spread).
+    block: rows per product; the temporary is (block, N) float64.
+    Returns (N (N - 1) / 2,) float64. Memory: the result plus one (N, d) float64 copy of A.
     """
-    X = _unit_rows(A)
+    if metric == "cosine":
+        X = _unit_rows(A)
+    elif metric == "euclidean":
+        X = np.array(A, dtype=np.float64)
+        X -= X.mean(0)
+        sq = np.einsum("ij,ij->i", X, X)
+    else:
+        raise ValueError(f"unsupported metric: {metric}")
     n = len(X)
     D = np.empty(n * (n - 1) // 2)
     for s in range(0, n - 1, block):
         e = min(s + block, n - 1)
-        G = X[s:e] @ X[s:].T  # (e - s, n - s) cosine similarities
+        G = X[s:e] @ X[s:].T  # (e - s, n - s) inner products
         for i in range(s, e):
-            start = n * i - i * (i + 1) // 2
-            np.subtract(1.0, G[i - s, i - s + 1:], out=D[start:start + n - 1 - i])
-    return np.clip(D, 0.0, 2.0, out=D)
+            row, out = G[i - s, i - s + 1:], D[n * i - i * (i + 1) // 2:][:n - 1 - i]
+            if metric == "cosine":
+                np.subtract(1.0, row, out=out)
+            else:
+                np.add(sq[i], sq[i + 1:], out=out)
+                out -= 2 * row
+    if metric == "cosine":
+        return np.clip(D, 0.0, 2.0, out=D)
+    return np.sqrt(np.maximum(D, 0.0, out=D), out=D)
+
+
+def linkage_tree(A: np.ndarray, metric: str = "cosine", linkage: str = "complete",
+                 block: int = 512) -> np.ndarray:
+    """Agglomerative merge tree of A's rows as a scipy linkage matrix.
+
+    A: (N, d) activations. metric/linkage: "cosine" with "complete" (thesis 4.3.2),
+    "average" or "single"; or "euclidean" with "ward" (appendix C.2.2).
+    Returns Z: (N - 1, 4) float64, rows (cluster a, cluster b, height, size), heights
+    ascending. Heights are scikit-learn's ``distances_``: for Ward, scipy's
+    sqrt(2 n_a n_b / (n_a + n_b)) ||centroid_a - centroid_b|| (not squared), so two
+    singletons merge at their Euclidean distance.
+    Memory: N (N - 1) / 2 float64 (10 GB at N = 50,000), as for scikit-learn's own Ward.
+    """
+    if linkage not in LINKAGES.get(metric, ()):
+        raise ValueError(f"unsupported metric/linkage pair: {metric}/{linkage}")
+    # fastcluster.linkage copies its input under numpy 2 even with preserve_input=False;
+    # its C routine works in place on the condensed array, halving peak memory.
+    D = condensed_distances(A, metric, block)
+    Z = np.empty((len(A) - 1, 4))
+    fastcluster.linkage_wrap(len(A), D, Z, fastcluster.mthidx[linkage])
+    return Z
+
+
+def flat_clusters(Z: np.ndarray, threshold: float) -> np.ndarray:
+    """Cut a linkage tree like ``AgglomerativeClustering(distance_threshold=threshold)``:
+    a merge is kept iff its height is strictly below ``threshold``.
+    Returns (N,) int64 cluster ids 0..K-1 (arbitrary order)."""
+    # fcluster keeps merges at heights <= t; the largest float below t gives "< threshold".
+    return fcluster(Z, np.nextafter(threshold, -np.inf), criterion="distance") - 1
+
+
+def cut_range(Z: np.ndarray, k: int) -> tuple[float, float]:
+    """Thresholds t with low < t <= high cut the tree Z into exactly k clusters (1 <= k <= N)."""
+    heights = np.concatenate([[-np.inf], Z[:, 2], [np.inf]])
+    n = len(Z) + 1
+    return float(heights[n - k]), float(heights[n - k + 1])
 
 
 def agglomerative_labels(A: np.ndarray, metric: str = "cosine", linkage: str = "complete",
                          threshold: float = 0.7, block: int = 512) -> np.ndarray:
-    """Flat agglomerative clustering cut at ``threshold``, same partition as scikit-learn.
+    """Flat agglomerative clustering cut at ``threshold``, the same partition as scikit-learn's
+    ``AgglomerativeClustering(metric, linkage, distance_threshold=threshold)``.
 
-    A: (N, d) activations. metric/linkage: "cosine" with "complete" (thesis 4.3.2),
-    "average" or "single"; or "euclidean" with "ward" (appendix C.2.2, threshold 0.5).
-    Like ``AgglomerativeClustering(distance_threshold=threshold)`` a merge is kept iff
-    its linkage distance is strictly below ``threshold``.
+    A: (N, d) activations; metric/linkage as in ``linkage_tree`` (thesis 4.3.2: cosine,
+    complete, 0.7; appendix C.2.2: euclidean, ward, 0.5).
     Returns (N,) int64 cluster ids 0..K-1 (arbitrary order).
     """
-    if metric == "cosine" and linkage in COSINE_LINKAGES:
-        # fastcluster.linkage copies its input under numpy 2 even with preserve_input=False;
-        # its C routine works in place on the condensed array, halving peak memory.
-        D = cosine_condensed_distances(A, block)
-        Z = np.empty((len(A) - 1, 4))
-        fastcluster.linkage_wrap(len(A), D, Z, fastcluster.mthidx[linkage])
-        del D
-    elif metric == "euclidean" and linkage == "ward":
-        Z = fastcluster.linkage_vector(np.asarray(A), method="ward")
-    else:
-        raise ValueError(f"unsupported metric/linkage pair: {metric}/{linkage}")
-    # fcluster keeps merges at heights <= t; the largest float below t gives "< threshold".
-    return fcluster(Z, np.nextafter(threshold, -np.inf), criterion="distance") - 1
+    return flat_clusters(linkage_tree(A, metric, linkage, block), threshold)
 
 
 @dataclass(frozen=True)
@@ -206,6 +251,30 @@ def hierarchy_table(clusters: dict) -> pd.DataFrame:
         columns=["layer_from", "layer_to", "hierarchical_accuracy"])
 
 
+def ward_scale_table(activations: dict, trees: dict, threshold: float, n_clusters: int) -> pd.DataFrame:
+    """How a fixed Euclidean threshold sits against each layer's scale (appendix C.2.2, 4.4.4).
+
+    activations: {layer: (N, d)}. trees: {layer: linkage matrix} of the same layers.
+    Columns: layer; rms_norm, sqrt(mean ||x||^2), the activations' scale; clusters, all
+    clusters (any size) the cut at ``threshold`` leaves; cut_low and cut_high, the
+    thresholds t in (cut_low, cut_high] that leave exactly ``n_clusters`` clusters.
+    """
+    rows = []
+    for layer, Z in trees.items():
+        A = activations[layer]
+        low, high = cut_range(Z, n_clusters)
+        rows.append(dict(layer=layer, rms_norm=float(np.sqrt(np.einsum("ij,ij->", A, A, dtype=np.float64) / len(A))),
+                         clusters=int(np.sum(Z[:, 2] >= threshold)) + 1, cut_low=low, cut_high=high))
+    return pd.DataFrame(rows)
+
+
+def _torch_device(device):
+    """torch.device for ``device``; None picks CUDA when available, else CPU."""
+    import torch  # ~0.6 GB resident: kept out of the clustering path
+
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def cosine_knn(A: np.ndarray, k: int = 20, device=None, block: int = 1024):
     """Exact cosine k-nearest neighbours, each point its own first neighbour (umap-learn's layout).
 
@@ -215,10 +284,9 @@ def cosine_knn(A: np.ndarray, k: int = 20, device=None, block: int = 1024):
     Returns indices (N, k) int64 and distances (N, k) float32 1 - cos, ascending,
     with column 0 = the point itself at distance 0.
     """
-    import torch  # ~0.6 GB resident: kept out of the clustering path
+    import torch
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _torch_device(device)
     X = torch.as_tensor(np.asarray(A), device=device)
     norms = X.norm(dim=1, keepdim=True)
     X = X / torch.where(norms > 0, norms, torch.ones_like(norms))
@@ -238,20 +306,21 @@ def cosine_knn(A: np.ndarray, k: int = 20, device=None, block: int = 1024):
     return indices, distances
 
 
-def umap_embedding(A: np.ndarray, n_neighbors: int = 20, seed: int = 0, knn=None) -> np.ndarray:
+def umap_embedding(A: np.ndarray, n_neighbors: int = 20, seed: int = 0, knn=None, device=None) -> np.ndarray:
     """2-D UMAP of activations with the cosine metric (thesis 4.3.1).
 
     A: (N, d) activations. knn: (indices, distances) from ``cosine_knn`` with
-    k >= n_neighbors; computed here when None.
+    k >= n_neighbors. When None, the neighbour search is the faster one on ``device``
+    (None: CUDA when available; ``benchmarks/clustering_scale.py``): ``cosine_knn`` on
+    CUDA, umap-learn's own on a CPU.
     Returns (N, 2) float32 embedding.
     """
     import umap  # slow import (numba)
 
-    if knn is None:
-        knn = cosine_knn(A, n_neighbors)
-    indices, distances = knn
-    reducer = umap.UMAP(metric="cosine", n_neighbors=n_neighbors, random_state=seed,
-                        precomputed_knn=(indices[:, :n_neighbors], distances[:, :n_neighbors]))
+    if knn is None and _torch_device(device).type == "cuda":
+        knn = cosine_knn(A, n_neighbors, device)
+    given = {} if knn is None else dict(precomputed_knn=(knn[0][:, :n_neighbors], knn[1][:, :n_neighbors]))
+    reducer = umap.UMAP(metric="cosine", n_neighbors=n_neighbors, random_state=seed, **given)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*knn_search_index.*")
         warnings.filterwarnings("ignore", message=".*n_jobs value 1 overridden.*")

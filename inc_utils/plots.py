@@ -333,7 +333,7 @@ def plot_cluster_matrices(matrices: dict[int, pd.DataFrame], title: str = "", co
             say_empty(ax, EMPTY_CLUSTERS.format(min_size))
             ax.set(xticks=[], yticks=[])
         else:
-            shown = m if len(m) <= max_rows else m.loc[m.index.get_level_values("size").argsort()[::-1][:max_rows]] \
+            shown = m if len(m) <= max_rows else m.iloc[m.index.get_level_values("size").argsort()[::-1][:max_rows]] \
                 .sort_index(level=0, sort_remaining=False, kind="stable")
             sns.heatmap(shown.to_numpy(), cmap="Blues", vmin=0, vmax=1,
                         cbar=False, xticklabels=list(m.columns), yticklabels=False, ax=ax, rasterized=True)
