@@ -150,12 +150,12 @@ plt.show()
 # %% [markdown]
 # ## UMAP of every layer (thesis Fig 4.3.1, C.2.3, C.2.4)
 # Coloured by true class, by the label the cosine clustering induces (grey: excluded points), and
-# by where the induced label is wrong. The neighbour graph is computed exactly with one matrix
-# product per block (on the GPU when there is one) and handed to umap-learn.
+# by where the induced label is wrong. The neighbour graph comes from the faster search for the
+# device: on a GPU an exact one (one matrix product per block), on a CPU umap-learn's own.
 
 # %%
 if run_umap:
-    embeddings = {layer: CL.umap_embedding(a, umap_neighbors, umap_seed) for layer, a in acts.items()}
+    embeddings = {layer: CL.umap_embedding(a, umap_neighbors, umap_seed, device=device) for layer, a in acts.items()}
     induced = {layer: CL.label_clusters(c, y, min_cluster_size).point_labels for layer, c in cos_clusters.items()}
     for name, colors, kind in (("true class", y, "class"), ("induced label", induced, "class"),
                                ("induced-label errors", induced, "error")):
@@ -165,12 +165,38 @@ if run_umap:
 
 # %% [markdown]
 # ## Euclidean distance with Ward linkage (appendix C.2.2, Tables C.2.1 and C.2.2)
+# The appendix repeats the clustering with Euclidean distance, Ward linkage and threshold 0.5, on
+# the same activations, and finds that the change of metric does not change the results much. The
+# thesis uses scikit-learn's `AgglomerativeClustering` (3.4.2), whose Ward distance between
+# clusters $a$ and $b$ is $\sqrt{2 n_a n_b / (n_a + n_b)}\,\lVert \bar x_a - \bar x_b \rVert$ (not
+# squared; two single points merge at their Euclidean distance); we cut the same tree. A dash marks
+# a layer where every point is excluded (as layer 0 in Table C.2.1).
 
 # %%
 # NBVAL_CHECK_OUTPUT
-ward_clusters = CL.cluster_layers(acts, "euclidean", "ward", ward_threshold)
-print(CL.clustering_table(ward_clusters, y, min_cluster_size).round(3).to_string(index=False))
+ward_trees = {layer: CL.linkage_tree(a, "euclidean", "ward") for layer, a in acts.items()}
+ward_clusters = {layer: CL.flat_clusters(Z, ward_threshold) for layer, Z in ward_trees.items()}
+print(CL.clustering_table(ward_clusters, y, min_cluster_size).round(3).to_string(index=False, na_rep="-"))
 print(CL.hierarchy_table(ward_clusters).round(3).to_string(index=False))
+
+# %% [markdown]
+# Unlike the cosine threshold, 0.5 is a length in the units of the activations, and Ward
+# distances grow with the square root of cluster size, so the same threshold cuts coarsely in a
+# layer with small activations and finely in one with large activations. The thesis notes that in
+# its network the non-zero activations "shift downwards by about half an order of magnitude per
+# layer" before collapse (4.4.4). Our reading of Table C.2.1 is that it follows this scale: all
+# 50,000 pixel vectors are excluded at layer 0, and the average Ward cluster grows from 4.4 to 121
+# to 1,667 points over layers 1-3 (a tenfold step is what a $10^{0.5}$ shrink gives when heights
+# scale as $\sqrt{n}$), while the scale-free cosine clusters of Table 4.3.1 stay at 4-5 points.
+# A network whose activations keep one scale across layers gets a cut of the same fineness in
+# every layer, so the threshold does not carry over between networks. The table below gives each
+# layer's scale (root-mean-square norm), the number of clusters of any size the cut at the
+# threshold leaves, and the range of thresholds that would cut that layer's Ward tree into exactly
+# one cluster per class.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(CL.ward_scale_table(acts, ward_trees, ward_threshold, len(set(y))).round(3).to_string(index=False))
 
 # %%
 matrices = {layer: CL.cluster_class_matrix(c, y, min_cluster_size) for layer, c in ward_clusters.items()}
