@@ -155,7 +155,8 @@ plt.show()
 
 # %%
 if run_umap:
-    embeddings = {layer: CL.umap_embedding(a, umap_neighbors, umap_seed, device=device) for layer, a in acts.items()}
+    embeddings = {layer: CL.umap_embedding(a, umap_neighbors, umap_seed, device=device)
+                  for layer, a in acts.items()}
     induced = {layer: CL.label_clusters(c, y, min_cluster_size).point_labels for layer, c in cos_clusters.items()}
     for name, colors, kind in (("true class", y, "class"), ("induced label", induced, "class"),
                                ("induced-label errors", induced, "error")):
