@@ -86,14 +86,17 @@ def _tidy(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def collapse_summary(configs: list, *, runs_dir: str | Path | None = None, measure: str = "rel_trace_w",
-                     threshold: float = 0.2, rule: str = "stays", accuracy_floor: float = 0.35, device: str | None = None,
+                     threshold: float = 0.2, rule: str = "stays", accuracy_floor: float = 0.35,
+                     train_accuracy_floor: float = 0.0, device: str | None = None,
                      data_root: str | Path | None = None, progress: bool | None = None) -> pd.DataFrame:
     """One row per config: hyperparameters, status, final accuracies, layer of collapse.
 
     Each finished run is measured at its last epoch only (cached like ``measure_run``);
     ``measure``, ``threshold`` and ``rule`` go to ``metrics.collapse_layer``.
-    ``included`` is False for runs that diverged, failed, are unfinished, or end below
-    ``accuracy_floor`` test accuracy (thesis 4.2 leaves out models under 35%); ``reason`` says why.
+    ``included`` is False for runs that diverged, failed, are unfinished, end below
+    ``accuracy_floor`` test accuracy (thesis 4.2 leaves out models under 35%), or below
+    ``train_accuracy_floor`` train accuracy (Fig 4.2.1's caption crops networks that "failed to
+    converge to interpolating the dataset"; the thesis gives no number); ``reason`` says why.
     """
     from .metrics import collapse_layer
     rows = []
@@ -107,7 +110,9 @@ def collapse_summary(configs: list, *, runs_dir: str | Path | None = None, measu
             net = metrics[metrics["measure"] == NET_ACC].set_index("split")["value"]
             row.update(train_acc=net["train"], test_acc=net["test"],
                        collapse_layer=collapse_layer(metrics, measure, threshold, rule=rule))
-        reason = ("" if status == "done" and row["test_acc"] >= accuracy_floor
-                  else status if status != "done" else f"test accuracy below {accuracy_floor:g}")
+        reason = (status if status != "done"
+                  else f"test accuracy below {accuracy_floor:g}" if not row["test_acc"] >= accuracy_floor
+                  else f"train accuracy below {train_accuracy_floor:g}" if not row["train_acc"] >= train_accuracy_floor
+                  else "")
         rows.append({**row, "included": not reason, "reason": reason})
     return pd.DataFrame(rows).astype({"collapse_layer": "Int64"})

@@ -62,6 +62,8 @@ def test_collapse_summary_excludes_diverged_and_weak_runs(run):
     assert summary.included.tolist() == [True, False] and summary.reason.tolist() == ["", "diverged"]
     strict = collapse_summary([CFG], runs_dir=runs_dir, accuracy_floor=1.01, progress=False)
     assert strict.reason.tolist() == ["test accuracy below 1.01"]
+    not_fitting = collapse_summary([CFG], runs_dir=runs_dir, train_accuracy_floor=1.01, progress=False)
+    assert not_fitting.reason.tolist() == ["train accuracy below 1.01"] and not not_fitting.included[0]
     with pytest.raises(ValueError, match="unknown rule 'last'"):  # the rule reaches collapse_layer
         collapse_summary([CFG], runs_dir=runs_dir, rule="last", progress=False)
     assert summary.test_acc[0] == pytest.approx(run.read_log().test_acc.iloc[-1])
