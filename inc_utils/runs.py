@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .config import ConfigError, RunConfig, from_dict
+from .config import ConfigError, RunConfig, from_dict, one_line
 
 STATUSES = ("pending", "running", "stopped", "done", "diverged", "failed")
 #: Shown by ``list_runs`` only: a folder with a file that cannot be read.
@@ -80,7 +80,7 @@ def default_runs_dir() -> Path:
     return (root or Path.cwd()) / "runs"
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -94,7 +94,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -108,8 +108,41 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-#: Run locks this process holds: lock file -> [open file, nesting depth].
+#: Locks this process holds: lock file -> [open file, nesting depth].
 _HELD: dict[Path, list] = {}
+
+
+@contextlib.contextmanager
+def hold_lock(path: Path, what: str):
+    """Hold an exclusive OS lock (``flock``) on the file ``path`` for this process; nests.
+
+    The kernel drops it when the process exits, however it dies, so a killed holder never
+    blocks the next. Raises ``RunLockedError`` naming the holder (pid and command) if another
+    process has it. Yields True when this call took the lock (not nested in another)."""
+    path = path.resolve()
+    first = path not in _HELD
+    if first:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunLockedError(f"{what} is being written by {holder}; wait for it to finish or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} ({' '.join(sys.argv)[:200]})")
+        handle.flush()
+        _HELD[path] = [handle, 0]
+    _HELD[path][1] += 1
+    try:
+        yield first
+    finally:
+        _HELD[path][1] -= 1
+        if not _HELD[path][1]:
+            _HELD.pop(path)[0].close()  # closing the file releases the lock
 
 
 @dataclass(frozen=True)
@@ -136,8 +169,7 @@ class Run:
         try:
             return from_dict(yaml.safe_load(path.read_text()))
         except (OSError, UnicodeDecodeError, yaml.YAMLError, ConfigError, TypeError) as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DamagedRunError(f"{path}: damaged ({reason})") from None
+            raise DamagedRunError(f"{path}: damaged ({one_line(err)})") from None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -154,42 +186,19 @@ class Run:
     # one writer ---------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self):
-        """Hold the run's OS lock (``flock`` on ``.lock``) while writing it; nests within a process.
+        """Hold the run's lock (``hold_lock`` on ``.lock``) while writing it; nests within a process.
 
-        Raises ``RunLockedError`` naming the holder if another process has it. The kernel
-        drops the lock when the holding process exits, however it dies. Taking it first
+        Raises ``RunLockedError`` naming the holder if another process has it. Taking it first
         removes temporary files (``.*.tmp``) that interrupted writes left."""
-        path = self.path / ".lock"
-        if path in _HELD:
-            _HELD[path][1] += 1
-        else:
-            self.path.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "a+")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                handle.close()
-                raise RunLockedError(f"run {self.name} is being written by {holder}; "
-                                     "wait for it to finish or stop it") from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pid {os.getpid()} ({' '.join(sys.argv)[:200]})")
-            handle.flush()
-            _HELD[path] = [handle, 1]
-            for stale in (*self.path.glob(".*.tmp"), *self.checkpoint_dir.glob(".*.tmp")):
-                stale.unlink(missing_ok=True)
-        try:
+        with hold_lock(self.path / ".lock", f"run {self.name}") as first:
+            if first:
+                for stale in (*self.path.glob(".*.tmp"), *self.checkpoint_dir.glob(".*.tmp")):
+                    stale.unlink(missing_ok=True)
             yield self
-        finally:
-            _HELD[path][1] -= 1
-            if not _HELD[path][1]:
-                _HELD.pop(path)[0].close()  # closing the file releases the lock
 
     def is_locked(self) -> bool:
         """Whether some process (this one included) holds the run's lock now."""
-        path = self.path / ".lock"
+        path = (self.path / ".lock").resolve()
         if path in _HELD:
             return True
         if not path.exists():
@@ -213,7 +222,7 @@ class Run:
                 return status
             reason = "no known status in it"
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            reason = str(err)
+            reason = one_line(err)
         return {"status": DAMAGED, "reason": f"status.json: {reason}"}
 
     def set_status(self, status: str, **info) -> None:
@@ -235,7 +244,7 @@ class Run:
         try:
             log = pd.read_csv(path)
         except (OSError, UnicodeDecodeError, ValueError) as err:  # pandas' parser errors are ValueErrors
-            raise DamagedRunError(f"{path}: damaged ({str(err).splitlines()[0]})") from None
+            raise DamagedRunError(f"{path}: damaged ({one_line(err)})") from None
         if "epoch" not in log.columns:
             raise DamagedRunError(f"{path}: damaged (no 'epoch' column)")
         return log
@@ -251,10 +260,8 @@ class Run:
         """Write ``state`` atomically, then its sha256 sidecar; a checkpoint is valid only with both."""
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        data = buffer.getvalue()
         path = self.checkpoint_path(epoch)
-        atomic_write_bytes(path, data)
-        atomic_write_text(_sidecar(path), hashlib.sha256(data).hexdigest())
+        save_checkpoint_bytes(path, buffer.getvalue())
         return path
 
     def checkpoint_epochs(self, warn: bool = False) -> list[int]:
@@ -286,7 +293,7 @@ class Run:
         try:
             state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
         except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
-            raise CorruptCheckpointError(f"{path}: cannot be loaded ({str(err).splitlines()[0]})") from None
+            raise CorruptCheckpointError(f"{path}: cannot be loaded ({one_line(err)})") from None
         if not isinstance(state, dict) or "model" not in state:
             raise CorruptCheckpointError(f"{path}: not a checkpoint of this package")
         return state
@@ -299,6 +306,12 @@ class Run:
             except CorruptCheckpointError as err:
                 warnings.warn(f"skipping {err}", stacklevel=2)
         return None
+
+
+def save_checkpoint_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically to ``path``, then its sha256 sidecar ``path.sha256``."""
+    atomic_write_bytes(path, data)
+    atomic_write_text(_sidecar(path), hashlib.sha256(data).hexdigest())
 
 
 def _sidecar(path: Path) -> Path:

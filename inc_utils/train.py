@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, one_line
 from .data import Dataset, load_dataset
 from .models import build_model
 from .runs import Run
@@ -125,7 +125,7 @@ def check_fits(config: RunConfig, data: Dataset, device: str, models: int = 1) -
             size = sum(p.numel() for p in build_for(config, data).parameters())
     except (RuntimeError, ValueError, RecursionError) as err:
         raise ConfigError(f"cannot build {config.arch}{config.depth} (width {config.width}): "
-                          f"{str(err).splitlines()[0]}") from None
+                          f"{one_line(err)}") from None
     need = 3 * 4 * size * models
     if device.startswith("cuda"):
         have = torch.cuda.mem_get_info(torch.device(device))[1]
