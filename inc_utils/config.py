@@ -26,6 +26,7 @@ import yaml
 ARCHS = ("mlp", "convnet", "resnet")
 LOSSES = ("mse", "mse_mean", "ce")
 RESNET_DEPTHS = (18, 34, 50)
+MAX_DEPTH = 1000  # a guard against typos: the thesis's deepest MLP has 20 layers
 DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "svhn", "cifar10")
 
 
@@ -123,6 +124,8 @@ class RunConfig:
         for key in ("momentum", "weight_decay", "warmup_epochs", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.depth > MAX_DEPTH:
+            raise ConfigError(f"depth must be <= {MAX_DEPTH}, got {self.depth}")
         if self.arch == "resnet" and self.depth not in RESNET_DEPTHS:
             raise ConfigError(f"depth: ResNet depth must be one of {RESNET_DEPTHS}, got {self.depth}")
         if self.arch == "convnet" and self.depth < 2:

@@ -7,7 +7,9 @@ notebooks are cached by config hash, so a second reproduce only redoes what chan
 
 Whole or nothing: a scale is built into a fresh folder beside ``build/<scale>`` and swapped
 in only when every chapter has run, so a failure or Ctrl-C leaves the previous build as it
-was (one build of a scale at a time: ``build/.<scale>.lock``). The notebooks' kernels get
+was (one build of a scale at a time: ``build/.<scale>.lock``). Each chapter prints a line when it
+starts and when it ends; the kernels' own stderr goes to ``build/.<scale>.kernels.log``.
+The notebooks' kernels get
 ``INC_BUILD_DIR`` (that fresh folder: write every output under it), ``INC_FIGURES_DIR``
 (its ``figures/``), ``INC_RUNS_DIR`` (default ``<project>/runs``) and ``INC_THREADS``.
 
@@ -16,6 +18,7 @@ the working directory, else the clone this package was imported from (``runs.pro
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -35,8 +38,11 @@ def chapters(root: Path, scale: str) -> list[tuple[Path, Path]]:
     if not params_dir.is_dir():
         scales = sorted(p.name for p in (root / "params").glob("*") if p.is_dir())
         raise ConfigError(f"unknown scale {scale!r}; choose from {', '.join(scales) or 'none: no ' + str(root / 'params')}")
-    return [(nb, params_dir / f"{nb.stem}.yaml") for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.py"))
-            if (params_dir / f"{nb.stem}.yaml").exists()]
+    found = [(nb, params_dir / f"{nb.stem}.yaml") for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.py"))
+             if (params_dir / f"{nb.stem}.yaml").exists()]
+    if not found:
+        raise ConfigError(f"no chapter has parameters in {params_dir}")
+    return found
 
 
 def check_parameters(notebook, params: dict, source: Path) -> None:
@@ -74,8 +80,22 @@ def plan_scale(scale: str, root: Path | None = None) -> pd.DataFrame:
     return table.drop_duplicates("run")
 
 
-def execute(source: Path, params_file: Path, out_dir: Path) -> Path:
-    """Run one chapter into ``out_dir``; returns the executed notebook's path."""
+def _kernel_manager(log):
+    """A kernel manager class whose kernels write their own stderr (kernel start-up warnings,
+    tracebacks when a build is interrupted) to the open file ``log``, not to the terminal;
+    the cells' outputs still go into the notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": log})
+
+    return LoggedKernelManager
+
+
+def execute(source: Path, params_file: Path, out_dir: Path, kernel_log=None) -> Path:
+    """Run one chapter into ``out_dir``; returns the executed notebook's path. With
+    ``kernel_log`` (an open file) the kernel's own stderr goes there."""
     import nbformat
     import papermill
     notebook = _as_notebook(source)
@@ -85,8 +105,10 @@ def execute(source: Path, params_file: Path, out_dir: Path) -> Path:
     try:
         check_parameters(str(tmp_in), params, params_file)
         target, tmp_out = out_dir / f"{source.stem}.ipynb", out_dir / f".{source.stem}.partial.ipynb"
+        managed = {"kernel_manager_class": _kernel_manager(kernel_log)} if kernel_log else {}
         papermill.execute_notebook(str(tmp_in), str(tmp_out), parameters=params, kernel_name="python3",
-                                   language="python", cwd=str(out_dir), progress_bar=sys.stderr.isatty())
+                                   language="python", cwd=str(out_dir), progress_bar=sys.stderr.isatty(),
+                                   **managed)
         os.replace(tmp_out, target)
     finally:
         tmp_in.unlink(missing_ok=True)
@@ -124,10 +146,9 @@ def reproduce(scale: str = "smoke", root: Path | None = None) -> list[Path]:
     from .train import DEFAULT_THREADS, THREADS_ENV
     root = root or find_root()
     todo = chapters(root, scale)
-    if not todo:
-        raise ConfigError(f"no chapter has parameters in params/{scale}/")
     final = root / "build" / scale
-    with hold_lock(root / "build" / f".{scale}.lock", f"build/{scale}"):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(hold_lock(root / "build" / f".{scale}.lock", f"build/{scale}"))
         for stale in final.parent.glob(f".{scale}.building-*"):  # left by a killed build
             shutil.rmtree(stale, ignore_errors=True)
         out_dir = Path(tempfile.mkdtemp(prefix=f".{scale}.building-", dir=final.parent))
@@ -139,10 +160,11 @@ def reproduce(scale: str = "smoke", root: Path | None = None) -> list[Path]:
         os.environ["INC_FIGURES_DIR"] = str(out_dir / "figures")
         done = []
         try:
+            kernel_log = stack.enter_context(open(final.parent / f".{scale}.kernels.log", "w"))
             for i, (source, params_file) in enumerate(todo, 1):
                 print(f"[{i}/{len(todo)}] {source.stem} ...", flush=True)
                 tic = time.perf_counter()
-                target = execute(source, params_file, out_dir)
+                target = execute(source, params_file, out_dir, kernel_log)
                 to_html(target)
                 print(f"[{i}/{len(todo)}] {source.stem}: {time.perf_counter() - tic:.0f} s", flush=True)
                 done.append(target)
