@@ -77,21 +77,30 @@ def test_read_only_runs_dir_is_one_line(tmp_path, monkeypatch, capsys):
     assert _one_error_line(capsys) == f"error: cannot write {tmp_path / 'runs'}/{TINY.name}/.lock: Read-only file system\n"
 
 
-def test_threads_option_and_environment(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def torch_threads(monkeypatch):
+    """Restore torch's thread count and ``configure_threads``' once-per-process flag afterwards."""
     import torch
 
     import inc_utils.train as train_module
+    before = torch.get_num_threads()
     monkeypatch.setattr(train_module, "_threads_set", False)
+    yield train_module
+    torch.set_num_threads(before)
+
+
+def test_threads_option_and_environment(tmp_path, monkeypatch, capsys, torch_threads):
+    import torch
     monkeypatch.setenv("INC_THREADS", "two")
     assert main(["train", _config(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "INC_THREADS='two': expected a positive integer" in _one_error_line(capsys)
     assert main(["--threads", "2", "runs", "--runs-dir", str(tmp_path / "runs")]) == 0
     assert torch.get_num_threads() == 2 and os.environ["INC_THREADS"] == "2"
-    monkeypatch.setattr(train_module, "_threads_set", False)
+    monkeypatch.setattr(torch_threads, "_threads_set", False)
     monkeypatch.setenv("INC_THREADS", "1")
-    assert train_module.configure_threads() == 1 == torch.get_num_threads()
+    assert torch_threads.configure_threads() == 1 == torch.get_num_threads()
     torch.set_num_threads(2)                                          # the user's own choice stands
-    assert train_module.configure_threads() == 2
+    assert torch_threads.configure_threads() == 2
 
 
 def test_ctrl_c_stops_training_with_one_line_and_the_run_resumes(tmp_path):
@@ -133,3 +142,14 @@ def test_reproduce_mistakes_write_nothing(tmp_path, monkeypatch, capsys):
     (project / "params" / "smoke" / "01_tiny.yaml").write_text("alpha: 2\n")
     assert main(["reproduce", "--scale", "smoke", "--dry-run"]) == 0
     assert not (project / "build").exists()
+
+
+def test_measure_skips_a_damaged_newest_checkpoint_with_one_warning(tmp_path, capsys):
+    from inc_utils.train import train
+    run = train(TINY.replace(checkpoints=[2]), runs_dir=tmp_path, progress=False)
+    newest = run.checkpoint_path(3)
+    newest.write_bytes(newest.read_bytes()[:-10])
+    assert main(["measure", run.name, "--runs-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == f"warning: not measured: {newest}: checksum mismatch (truncated or corrupted file)\n"
+    assert "layer of collapse (rel_trace_w < 0.2) at epoch 2:" in captured.out
