@@ -15,6 +15,7 @@ group of at most ``group_size`` models per task; other architectures run one mod
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,8 +190,10 @@ def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, e
         for item in work:
             task(item)
     elif executor == "processes":
+        # spawn, not fork: a forked child of a process that ran multi-threaded OpenMP hangs (libgomp)
         from .train import configure_threads
-        with ProcessPoolExecutor(max_workers=jobs, initializer=configure_threads) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=configure_threads) as pool:
             list(pool.map(task, work))
     else:
         import submitit

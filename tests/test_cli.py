@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -149,7 +150,8 @@ def test_measure_skips_a_damaged_newest_checkpoint_with_one_warning(tmp_path, ca
     run = train(TINY.replace(checkpoints=[2]), runs_dir=tmp_path, progress=False)
     newest = run.checkpoint_path(3)
     newest.write_bytes(newest.read_bytes()[:-10])
-    assert main(["measure", run.name, "--runs-dir", str(tmp_path)]) == 0
-    captured = capsys.readouterr()
-    assert captured.err == f"warning: not measured: {newest}: checksum mismatch (truncated or corrupted file)\n"
-    assert "layer of collapse (rel_trace_w < 0.2) at epoch 2:" in captured.out
+    with pytest.warns(UserWarning) as caught:
+        assert main(["measure", run.name, "--runs-dir", str(tmp_path)]) == 0
+    assert [str(w.message) for w in caught] == [f"not measured: {newest}: checksum mismatch (truncated or corrupted file)"]
+    assert warnings.formatwarning(caught[0].message, UserWarning, "x.py", 1) == f"warning: {caught[0].message}\n"
+    assert "layer of collapse (rel_trace_w < 0.2) at epoch 2:" in capsys.readouterr().out
