@@ -87,7 +87,7 @@ def test_reproduce_builds_whole_or_not_at_all(tmp_path):
     from inc_utils.reproduce import reproduce
     project = tmp_path / "project"
     _tiny_project(project, "import os, pathlib\n"
-                           "pathlib.Path(os.environ['INC_FIGURES_DIR']).mkdir()\n"
+                           "pathlib.Path(os.environ['INC_BUILD_DIR'], 'figures').mkdir()\n"
                            "print('answer', alpha + 1, pathlib.Path(os.environ['INC_BUILD_DIR']).name)")
     [out] = reproduce("smoke", project)
     build = project / "build" / "smoke"
