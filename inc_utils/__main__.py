@@ -1,16 +1,28 @@
 """Command line: ``python -m inc_utils {train,measure,runs,sweep,reproduce,results} ...`` (also installed as ``inc``).
 
-User mistakes (bad config, missing data, unknown run) exit with status 2 and one line
-on stderr, without a traceback.
+User mistakes (bad config, missing or damaged data, unknown run, a run another process is
+writing, a read-only or full disk) exit with status 2 and one line on stderr, without a
+traceback; Ctrl-C exits with status 130 and one line saying what is kept and how to resume.
+A new subcommand is a ``_name(args)`` function plus its ``sub.add_parser`` block in ``parser``.
 """
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import warnings
 
 from .config import ConfigError, load_config, parse_overrides
-from .data import DatasetNotFoundError
+from .data import DataFileError, DatasetNotFoundError
+from .runs import CorruptCheckpointError, DamagedRunError, RunLockedError
 from .sweep import MAX_GROUP
+
+#: Errors that are the user's to fix: reported in one line, exit status 2.
+USER_ERRORS = (ConfigError, DatasetNotFoundError, DataFileError, FileNotFoundError, RunLockedError,
+               DamagedRunError, CorruptCheckpointError)
+#: Disk errors reported the same way (read-only file system, no permission, disk or quota full).
+DISK_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
 
 
 def _train(args) -> None:
@@ -125,6 +137,9 @@ def _results(args) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inc", description="Intermediate Neural Collapse companion")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads per process, also for the notebooks `reproduce` runs "
+                        "(default: $INC_THREADS, else 1: on a shared CPU one thread is often fastest)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one run from a YAML config (a finished run is a cache hit)")
@@ -182,12 +197,29 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"  # one line each
     try:
+        if args.threads is not None:
+            from .train import THREADS_ENV, configure_threads
+            os.environ[THREADS_ENV] = str(args.threads)  # inherited by workers and notebook kernels
+            configure_threads(args.threads)
         args.func(args)
-    except (ConfigError, DatasetNotFoundError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno not in DISK_ERRNOS:
+            raise
+        print(f"error: cannot write {err.filename or ''}: {err.strerror}".replace(" :", ":"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        print(f"interrupted: {err.args[0] if err.args else INTERRUPTED}", file=sys.stderr)
+        return 130
     return 0
+
+
+INTERRUPTED = ("runs keep their last checkpoint and are marked stopped; "
+               "the same command again resumes them (finished runs are not redone)")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ Same as training alone (``train.train``), so results agree up to float round-off
 
 Different:
 
-- ``seconds`` in log.csv is the wall time of the group's epoch, written for every member;
+- ``seconds`` in log.csv is the member's share of the group's epoch: its wall time divided
+  by the number of models trained in it, so summing ``seconds`` over runs gives machine time;
 - a member whose epoch loss is non-finite is logged and marked ``diverged`` as
   ``train.train`` does, then dropped from the stack; the others go on;
 - a restart resumes the whole group from the newest epoch at which every unfinished
@@ -36,6 +37,7 @@ Different:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -51,7 +53,8 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .data import Dataset
 from .runs import CorruptCheckpointError, Run
-from .train import build_for, checkpoint_state, load_splits, loss_fn, lr_at, progress_enabled, resolve_device
+from .train import (build_for, check_fits, checkpoint_state, configure_threads, load_splits, loss_fn, lr_at,
+                    progress_enabled, resolve_device, stopped_or_failed)
 
 PER_MODEL = ("lr", "weight_decay", "momentum", "seed")
 
@@ -317,7 +320,7 @@ def fresh_state(config: RunConfig, data: Dataset, device: str) -> dict:
 
 def newest_common_checkpoint(runs: list[Run]) -> tuple[int, list[dict] | None]:
     """The newest epoch at which every run has a valid checkpoint, and those (on the CPU); (0, None) if none."""
-    common = set.intersection(*(set(run.checkpoint_epochs()) for run in runs))
+    common = set.intersection(*(set(run.checkpoint_epochs(warn=True)) for run in runs))
     for epoch in sorted(common, reverse=True):
         try:
             return epoch, [run.load_checkpoint(epoch) for run in runs]
@@ -330,22 +333,32 @@ def train_batched(configs: list[RunConfig], *, runs_dir: str | Path | None = Non
                   data_root: str | Path | None = None, progress: bool | None = None) -> list[Run]:
     """Train compatible MLP ``configs`` (one group of ``batch_groups``) together; one Run per config.
 
-    Finished runs are cache hits; the others resume from their newest common checkpoint."""
+    Finished runs are cache hits; the others resume from their newest common checkpoint.
+    Raises ``RunLockedError`` if another process is writing any of them."""
     groups = batch_groups(configs)
     if len(groups) != 1 or len(groups[0]) != len({c.name for c in configs}):
         raise ValueError("train_batched needs MLP configs that differ only in " + ", ".join(PER_MODEL)
                          + "; split them with batch_groups")
     todo = [c for c in groups[0] if not Run.for_config(c, runs_dir).finished]
     if todo:
-        _train_group(todo, runs_dir, resolve_device(device), data_root, progress)
+        configure_threads()
+        device = resolve_device(device)
+        train_split, test_split = load_group_splits(todo, device, data_root)
+        check_fits(todo[0], train_split.data, device, models=len(todo))
+        with contextlib.ExitStack() as locks:
+            runs = [locks.enter_context(Run.for_config(c, runs_dir).lock()) for c in todo]
+            todo = [c for c, run in zip(todo, runs) if not run.finished]  # finished meanwhile elsewhere
+            if todo:
+                keep = [k for k, run in enumerate(runs) if not run.finished]
+                _train_group(todo, runs_dir, device, train_split.select(keep), test_split.select(keep), progress)
     return [Run.for_config(c, runs_dir) for c in configs]
 
 
-def _train_group(configs: list[RunConfig], runs_dir, device: str, data_root, progress: bool | None) -> None:
+def _train_group(configs: list[RunConfig], runs_dir, device: str, train_split: Split, test_split: Split,
+                 progress: bool | None) -> None:
     runs = [Run.for_config(c, runs_dir) for c in configs]
     for run, cfg in zip(runs, configs):
         run.create(cfg, device)
-    train_split, test_split = load_group_splits(configs, device, data_root)
     stack = Stack.empty(configs, train_split.data, device)
     start, states = newest_common_checkpoint(runs)
     members = []
@@ -372,7 +385,7 @@ def _train_group(configs: list[RunConfig], runs_dir, device: str, data_root, pro
                     for lr, loss in zip(lrs, losses)]
             keep = [k for k, loss in enumerate(losses) if math.isfinite(loss)]
             for k in (k for k in range(len(members)) if k not in keep):   # diverged: logged as train.train does
-                members[k].log.append({**rows[k], "seconds": time.perf_counter() - tic})
+                members[k].log.append({**rows[k], "seconds": (time.perf_counter() - tic) / len(losses)})
                 members[k].run.write_log(members[k].log)
                 members[k].run.set_status("diverged", epoch=epoch, loss=str(losses[k]))
             members, rows, lrs = [members[k] for k in keep], [rows[k] for k in keep], [lrs[k] for k in keep]
@@ -384,7 +397,7 @@ def _train_group(configs: list[RunConfig], runs_dir, device: str, data_root, pro
                 for key, split in (("train_acc", train_split), ("test_acc", test_split)):
                     for row, acc in zip(rows, accuracies(stack, split)):
                         row[key] = acc
-            seconds = time.perf_counter() - tic
+            seconds = (time.perf_counter() - tic) / len(losses)  # each model's share of the epoch
             for k, (m, row) in enumerate(zip(members, rows)):
                 m.log.append({**row, "seconds": seconds})
                 m.run.write_log(m.log)
@@ -395,7 +408,7 @@ def _train_group(configs: list[RunConfig], runs_dir, device: str, data_root, pro
             bar.set_postfix(models=len(members), best_loss=f"{min(losses[k] for k in keep):.4f}")
     except BaseException as err:
         for m in members:
-            m.run.set_status("failed", error=f"{type(err).__name__}: {err}")
+            m.run.set_status(**stopped_or_failed(err))
         raise
     finally:
         bar.close()

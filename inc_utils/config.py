@@ -3,6 +3,10 @@
 A config names a training run completely; its hash names the run folder, so two runs
 with the same settings share one folder and the second is a cache hit. Loading rejects
 unknown keys, wrong types and unknown names before any work starts.
+
+YAML (files and ``--set`` values) is read with ``yaml_loads``: PyYAML's safe loader (no code,
+no Python tags), which also reads ``2e-3`` as a float (plain PyYAML makes it a string) and
+refuses a key given twice.
 """
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,11 +26,48 @@ import yaml
 ARCHS = ("mlp", "convnet", "resnet")
 LOSSES = ("mse", "mse_mean", "ce")
 RESNET_DEPTHS = (18, 34, 50)
+MAX_DEPTH = 1000  # a guard against typos: the thesis's deepest MLP has 20 layers
 DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "svhn", "cifar10")
 
 
 class ConfigError(ValueError):
     """A config that cannot be run; the message names the offending key."""
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none), for one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, plus floats without a dot (``2e-3``) and no duplicate keys."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key if isinstance(key, typing.Hashable) else id(key))
+        return super().construct_mapping(node, deep)
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
+def yaml_loads(text: str, source: str) -> object:
+    """Parse YAML ``text`` (see the module docstring); ``ConfigError`` naming ``source`` on one line."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{source}: not valid YAML ({' '.join(str(problem).split())}{where})") from None
 
 
 @dataclass(frozen=True)
@@ -72,12 +115,17 @@ class RunConfig:
         for key in ("depth", "width", "batch_size", "epochs", "eval_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for f in dataclasses.fields(self):
+            if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name)):
+                raise ConfigError(f"{f.name} must be a finite number, got {getattr(self, f.name)}")
         for key in ("lr", "lr_factor"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
         for key in ("momentum", "weight_decay", "warmup_epochs", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.depth > MAX_DEPTH:
+            raise ConfigError(f"depth must be <= {MAX_DEPTH}, got {self.depth}")
         if self.arch == "resnet" and self.depth not in RESNET_DEPTHS:
             raise ConfigError(f"depth: ResNet depth must be one of {RESNET_DEPTHS}, got {self.depth}")
         if self.arch == "convnet" and self.depth < 2:
@@ -130,13 +178,17 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
 
 
 def read_yaml(path: str | Path) -> dict:
+    """A YAML file holding a non-empty mapping; ``ConfigError`` (one line) for anything else."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a YAML config is expected)") from None
+    data = yaml_loads(text, str(path))
+    if data is None:
+        raise ConfigError(f"{path} is empty; write the keys to set, e.g. `dataset: digits`")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values")
     return data
@@ -147,9 +199,9 @@ def parse_overrides(items: list[str]) -> dict:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = yaml_loads(value, f"--set {item}")
     return out
 
 

@@ -20,15 +20,24 @@ directories in ``$INC_DATA_DIR`` (``os.pathsep``-separated), the user cache dir
 - ``cifar10``: ``cifar-10-batches-py`` with the pickles ``data_batch_1..5`` and ``test_batch``;
 - ``svhn``: ``svhn`` or the search directory itself, with ``{train,test}_32x32.mat``.
 
+Dataset files are untrusted input (they come from the internet and shared folders): reading
+one never runs code. CIFAR pickles go through ``SafeUnpickler``, which builds only what real
+batches hold (dicts, lists, bytes, ints, numpy arrays); SVHN's ``.mat`` files are parsed by
+scipy (no code), reading only the numeric arrays ``X`` and ``y``; IDX files are raw bytes.
+Every file is checked for shape, dtype and labels in ``[0, classes)``; a damaged or foreign
+file raises ``DataFileError`` with one line naming it.
+
 torchvision is used only to download (``download=True``), into ``root`` if given, else
-into the cache dir.
+into the cache dir; it unpickles only files whose md5 matches the published CIFAR-10 archive.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pickle
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -37,9 +46,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import ConfigError
+
 DATASETS = ("mnist", "fashion_mnist", "svhn", "cifar10", "digits", "synthetic")
 SPLITS = ("train", "test")
 SYSTEM_DATA_DIRS = (Path("/usr/share/datasets"),)
+NUM_CLASSES = 10  # of every dataset on disk
 
 # Mean/std of the digits train split (1,437 images, values / 16), over all pixels.
 DIGITS_MEAN, DIGITS_STD = (0.3054,), (0.3761,)
@@ -50,6 +62,10 @@ SYNTHETIC_N_PER_CLASS = 100
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are in none of the searched places, and downloading was not asked for."""
+
+
+class DataFileError(ValueError):
+    """A dataset file that is damaged, truncated, of another format, or holds anything but data."""
 
 
 @dataclass(eq=False)
@@ -171,8 +187,9 @@ def balanced_indices(
     for c in range(num_classes):
         members = torch.nonzero(labels == c).flatten()
         if len(members) < n_per_class:
-            raise ValueError(
-                f"class {c} has {len(members)} examples, fewer than the {n_per_class} asked for"
+            raise ConfigError(
+                f"n_per_class: class {c} has {len(members)} examples, fewer than the "
+                f"{n_per_class} asked for"
             )
         picked.append(members[torch.randperm(len(members), generator=generator)[:n_per_class]])
     return torch.cat(picked).sort().values
@@ -185,15 +202,20 @@ def read_idx(path: Path) -> np.ndarray:
     """An IDX file (optionally gzipped) as a native-endian array of the shape in its header."""
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        buf = f.read()
+    try:
+        with opener(path, "rb") as f:
+            buf = f.read()
+    except (OSError, EOFError) as err:  # truncated or not gzip at all
+        raise DataFileError(f"{path}: cannot read ({err})") from None
     if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in dtypes:
-        raise ValueError(f"{path} is not an IDX file (bad magic {buf[:4]!r})")
+        raise DataFileError(f"{path} is not an IDX file (bad magic {buf[:4]!r})")
     dtype, ndim = np.dtype(dtypes[buf[2]]), buf[3]
-    shape = tuple(int(d) for d in np.frombuffer(buf, ">u4", ndim, offset=4))
     body = 4 + 4 * ndim
+    if len(buf) < body:
+        raise DataFileError(f"{path}: truncated IDX header ({len(buf)} bytes)")
+    shape = tuple(int(d) for d in np.frombuffer(buf, ">u4", ndim, offset=4))
     if len(buf) != body + dtype.itemsize * int(np.prod(shape)):
-        raise ValueError(f"{path}: header says shape {shape} but the file has {len(buf)} bytes")
+        raise DataFileError(f"{path}: header says shape {shape} but the file has {len(buf)} bytes")
     return np.frombuffer(buf, dtype, offset=body).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -211,7 +233,11 @@ def _locate_idx(directory: Path, split: str) -> list[Path] | None:
 def _read_idx_pair(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     images, labels = (read_idx(p) for p in paths)
     if images.ndim != 3 or labels.shape != (len(images),):
-        raise ValueError(f"{paths}: images {images.shape} and labels {labels.shape} do not match")
+        raise DataFileError(f"{paths[0]} and {paths[1].name}: images {images.shape} and labels "
+                            f"{labels.shape} do not match")
+    if images.dtype != np.uint8 or labels.dtype.kind not in "iu":
+        raise DataFileError(f"{paths[0].parent}: expected uint8 images and integer labels, "
+                            f"got {images.dtype} and {labels.dtype}")
     return images[:, None], labels
 
 
@@ -221,13 +247,48 @@ def _locate_cifar10(directory: Path, split: str) -> list[Path] | None:
     return paths if all(p.is_file() for p in paths) else None
 
 
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that builds only containers, bytes, strings, numbers and numpy arrays.
+
+    Plain ``pickle.load`` calls whatever a file names (``os.system`` included); this one
+    resolves only the few numpy callables that rebuild an array (``_reconstruct``,
+    ``_frombuffer``, ``ndarray``, ``dtype``) and ``_codecs.encode`` (bytes pickled by Python 3
+    at protocol 2), and refuses every other global with ``DataFileError``."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise DataFileError(f"refused to load {module}.{name}: a data file may hold only arrays")
+        with warnings.catch_warnings():  # numpy 2 warns on the numpy.core names old pickles use
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 batch: a pickled dict with ``data`` uint8 (N, 3072) and ``labels`` (N,)."""
+    try:
+        batch = SafeUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    except DataFileError as err:
+        raise DataFileError(f"{path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a damaged file
+        raise DataFileError(f"{path}: not a CIFAR-10 batch ({type(err).__name__}: {err})") from None
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+            and data.shape[1] == 3 * 32 * 32 and isinstance(labels, list) and len(labels) == len(data)
+            and all(type(label) is int for label in labels)):
+        raise DataFileError(f"{path}: not a CIFAR-10 batch (expected a dict with uint8 'data' "
+                            "(N, 3072) and N integer 'labels')")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+
+
 def _read_cifar10(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for path in paths:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[b"labels"]))
+    images, labels = zip(*(_read_cifar_batch(path) for path in paths))
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -239,9 +300,17 @@ def _locate_svhn(directory: Path, split: str) -> list[Path] | None:
 def _read_svhn(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     import scipy.io
 
-    mat = scipy.io.loadmat(paths[0])
-    images = np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))  # (H, W, C, N) -> (N, C, H, W)
-    labels = mat["y"].reshape(-1).astype(np.int64)
+    path = paths[0]
+    try:
+        mat = scipy.io.loadmat(path, variable_names=["X", "y"])
+    except Exception as err:  # noqa: BLE001 - scipy raises many types for damaged files
+        raise DataFileError(f"{path}: not a readable .mat file ({type(err).__name__}: {err})") from None
+    x, y = mat.get("X"), mat.get("y")
+    if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and x.shape[:3] == (32, 32, 3)
+            and isinstance(y, np.ndarray) and y.dtype.kind in "iuf" and y.size == x.shape[3]):
+        raise DataFileError(f"{path}: not an SVHN file (expected uint8 'X' (32, 32, 3, N) and N numeric 'y')")
+    images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # (H, W, C, N) -> (N, C, H, W)
+    labels = y.reshape(-1).astype(np.int64)
     labels[labels == 10] = 0  # SVHN stores the digit 0 as label 10
     return images, labels
 
@@ -327,7 +396,8 @@ def _not_found(name: str, split: str, root: str | os.PathLike | None) -> Dataset
     looked_in = "\n".join(f"  {p}" for p in _candidate_folders(name, root))
     return DatasetNotFoundError(
         f"dataset {name!r} ({split} split) not found; looked in:\n{looked_in}\n"
-        f"To provide it: pass download=True (needs internet; saves to {root or cache_dir()}); "
+        f"To provide it: pass download=True, or --download on the command line (needs internet; "
+        f"saves to {root or cache_dir()}); "
         f"{_FILE_SOURCES[name].how_to_get}"
         "or put the files in one of the folders above, e.g. under a directory named by "
         "INC_DATA_DIR or passed as root=."
@@ -402,13 +472,16 @@ def _load_files(name: str, split: str, root: str | os.PathLike | None, download:
         raise _not_found(name, split, root)
     source = _FILE_SOURCES[name]
     images, labels = source.read(paths)
+    if len(labels) and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
+        raise DataFileError(f"{paths[-1]}: labels must lie in [0, {NUM_CLASSES}), "
+                            f"found {labels.min()}..{labels.max()}")
     return Dataset(
         x=torch.from_numpy(images),
         y=torch.from_numpy(labels.astype(np.int64)),
         mean=source.mean,
         std=source.std,
         scale=1 / 255,
-        num_classes=10,
+        num_classes=NUM_CLASSES,
         name=name,
     )
 

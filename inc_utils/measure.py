@@ -3,7 +3,8 @@
 ``measure_run(run)`` loads each checkpoint, rebuilds the model, and streams the train and
 test splits through ``metrics.measure_model`` (train set, eval mode). Results are cached per
 checkpoint epoch in ``metrics.csv`` and ``weight_spectra.csv``; asking again measures only
-the epochs not yet in the cache. ``MEASURE_VERSION`` is recorded beside them: bump it when a
+the epochs not yet in the cache. Measuring holds the run's lock (``Run.lock``), so a run
+being trained or measured by another process is refused in one line, not half-written. ``MEASURE_VERSION`` is recorded beside them: bump it when a
 measure's definition changes and every cache is recomputed.
 
 Table columns: ``run, epoch, split, layer, name, measure, value`` (see ``metrics.MEASURES``);
@@ -13,6 +14,7 @@ at that epoch, for comparison with the NCC accuracy of each layer.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +23,8 @@ from torch import nn
 from .data import Dataset, load_dataset
 from .metrics import NET_ACC, measure_model, weight_spectra
 from .models import probe_points
-from .runs import Run, atomic_write_text
-from .train import build_for, load_splits, progress_enabled, resolve_device
+from .runs import CorruptCheckpointError, Run, atomic_write_text
+from .train import build_for, configure_threads, load_splits, progress_enabled, resolve_device
 
 MEASURE_VERSION = 3
 METRICS_FILE, SPECTRA_FILE, VERSION_FILE = "metrics.csv", "weight_spectra.csv", "metrics.json"
@@ -45,39 +47,68 @@ def _read_cache(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     fresh = version.exists() and json.loads(version.read_text()).get("version") == MEASURE_VERSION
     if not (fresh and metrics.exists() and spectra.exists()):
         return pd.DataFrame(), pd.DataFrame()
-    return pd.read_csv(metrics), pd.read_csv(spectra)
+    try:
+        return pd.read_csv(metrics), pd.read_csv(spectra)
+    except (OSError, UnicodeDecodeError, ValueError) as err:  # a damaged cache is measured again
+        warnings.warn(f"{run.path}: measuring again, the cached tables are damaged ({err})", stacklevel=3)
+        return pd.DataFrame(), pd.DataFrame()
 
 
 def measure_run(run: Run | str | Path, *, epochs: list[int] | None = None, batch_size: int = 1024,
                 device: str | None = None, data_root: str | Path | None = None,
                 progress: bool | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(metrics, weight spectra) of ``run`` at ``epochs`` (default: every checkpoint), cached."""
+    """(metrics, weight spectra) of ``run`` at ``epochs`` (default: every checkpoint), cached.
+
+    By default a damaged checkpoint is skipped with a warning; one asked for in ``epochs``
+    raises ``CorruptCheckpointError``."""
     run = run if isinstance(run, Run) else Run(Path(run))
-    epochs = run.checkpoint_epochs() if epochs is None else list(epochs)
+    asked = epochs is not None
+    epochs = run.checkpoint_epochs(warn=True) if epochs is None else list(epochs)
     missing_files = sorted(set(epochs) - set(run.checkpoint_epochs()))
     if not epochs or missing_files:
         raise FileNotFoundError(f"{run.path}: no checkpoint for epoch(s) {missing_files or 'any'}; "
                                 f"train the run first (`inc train`), checkpoints: {run.checkpoint_epochs()}")
-    metrics, spectra = _read_cache(run)
-    missing = [e for e in epochs if metrics.empty or e not in set(metrics["epoch"])]
-    if missing:
-        device = resolve_device(device)
-        train_set, test_set = load_splits(run.config, device, data_root)
-        new_metrics, new_spectra = [metrics], [spectra]
-        for epoch in missing:
-            model = load_model(run, epoch, device, train_set)
-            table = measure_model(model, lambda: train_set.batches(batch_size), lambda: test_set.batches(batch_size),
-                                  progress=progress_enabled(progress))
-            new_metrics.append(table.assign(run=run.name, epoch=epoch))
-            new_spectra.append(weight_spectra(probe_points(model)).assign(run=run.name, epoch=epoch))
-        metrics = _tidy(pd.concat(new_metrics, ignore_index=True))
-        spectra = pd.concat(new_spectra, ignore_index=True)
-        spectra = spectra[["run", "epoch", *[c for c in spectra.columns if c not in ("run", "epoch")]]]
-        atomic_write_text(run.path / METRICS_FILE, metrics.to_csv(index=False))
-        atomic_write_text(run.path / SPECTRA_FILE, spectra.to_csv(index=False))
-        atomic_write_text(run.path / VERSION_FILE, json.dumps({"version": MEASURE_VERSION}))
+    with run.lock():
+        metrics, spectra = _read_cache(run)
+        missing = [e for e in epochs if metrics.empty or e not in set(metrics["epoch"])]
+        if missing:
+            metrics, spectra = _measure_epochs(run, missing, metrics, spectra, asked, batch_size, device,
+                                               data_root, progress)
     keep = metrics["epoch"].isin(epochs)
     return metrics[keep].reset_index(drop=True), spectra[spectra["epoch"].isin(epochs)].reset_index(drop=True)
+
+
+def _measure_epochs(run: Run, epochs: list[int], metrics: pd.DataFrame, spectra: pd.DataFrame, strict: bool,
+                    batch_size: int, device: str | None, data_root, progress: bool | None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cached tables with ``epochs`` measured and added, written back to the run folder."""
+    configure_threads()
+    device = resolve_device(device)
+    train_set, test_set = load_splits(run.config, device, data_root)
+    new_metrics, new_spectra = [metrics], [spectra]
+    for epoch in epochs:
+        try:
+            model = load_model(run, epoch, device, train_set)
+        except CorruptCheckpointError as err:
+            if strict:
+                raise
+            warnings.warn(f"not measured: {err}", stacklevel=3)
+            continue
+        table = measure_model(model, lambda: train_set.batches(batch_size), lambda: test_set.batches(batch_size),
+                              progress=progress_enabled(progress))
+        new_metrics.append(table.assign(run=run.name, epoch=epoch))
+        new_spectra.append(weight_spectra(probe_points(model)).assign(run=run.name, epoch=epoch))
+    if len(new_metrics) == 1:  # every checkpoint asked for was damaged
+        if metrics.empty:
+            raise CorruptCheckpointError(f"{run.path}: none of the checkpoints {epochs} loads")
+        return metrics, spectra
+    metrics = _tidy(pd.concat(new_metrics, ignore_index=True))
+    spectra = pd.concat(new_spectra, ignore_index=True)
+    spectra = spectra[["run", "epoch", *[c for c in spectra.columns if c not in ("run", "epoch")]]]
+    atomic_write_text(run.path / METRICS_FILE, metrics.to_csv(index=False))
+    atomic_write_text(run.path / SPECTRA_FILE, spectra.to_csv(index=False))
+    atomic_write_text(run.path / VERSION_FILE, json.dumps({"version": MEASURE_VERSION}))
+    return metrics, spectra
 
 
 def _tidy(table: pd.DataFrame) -> pd.DataFrame:

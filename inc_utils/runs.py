@@ -1,26 +1,36 @@
-"""Run folders: layout, atomic writes, checkpoints with checksums, status and listing.
+"""Run folders: layout, atomic writes, one writer per run, checkpoints with checksums, listing.
 
 One folder per config, named by ``RunConfig.name`` (which ends in the config hash)::
 
     runs/<dataset>-<arch><depth>-<hash>/
         config.yaml        the full config (every field, defaults included)
         provenance.json    package versions, git commit, device, start time
-        status.json        {"status": pending|running|done|diverged|failed, ...}
+        status.json        {"status": pending|running|stopped|done|diverged|failed, ...}
         log.csv            one row per epoch (see train.py)
         metrics.csv        NC measures per checkpoint (see measure.py)
         checkpoints/epoch_0010.pt  (+ epoch_0010.pt.sha256)
+        .lock              held (flock) by the one process writing the run
 
-The runs directory is ``$INC_RUNS_DIR`` if set, else ``runs/`` in the project root
-(the folder holding ``pyproject.toml`` above the working directory), else ``./runs``.
+Guarantees: every file is replaced atomically (readers see the old or the whole new file,
+with the mode the umask gives); one process at a time writes a run (``Run.lock``, an OS
+lock the kernel releases when the process dies, so a killed run never blocks the next);
+a checkpoint is used only if it matches its checksum and loads; a folder whose files are
+unreadable is listed as ``damaged`` instead of stopping ``list_runs``.
+
+The runs directory is ``$INC_RUNS_DIR`` if set, else ``runs/`` in the project root (see
+``project_root``), else ``./runs``.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -31,21 +41,35 @@ import pandas as pd
 import torch
 import yaml
 
-from .config import RunConfig, from_dict
+from .config import ConfigError, RunConfig, from_dict, one_line
 
-STATUSES = ("pending", "running", "done", "diverged", "failed")
+STATUSES = ("pending", "running", "stopped", "done", "diverged", "failed")
+#: Shown by ``list_runs`` only: a folder with a file that cannot be read.
+DAMAGED = "damaged"
 
 
 class CorruptCheckpointError(RuntimeError):
-    """A checkpoint whose bytes do not match its recorded checksum."""
+    """A checkpoint that does not match its recorded checksum or cannot be loaded."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing this run."""
+
+
+class DamagedRunError(ValueError):
+    """A run folder whose config cannot be read."""
 
 
 def project_root(start: Path | None = None) -> Path | None:
-    """The nearest folder at or above ``start`` (default: cwd) that holds this project's pyproject.toml."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "inc_utils").is_dir():
-            return folder
+    """The project folder (holding ``pyproject.toml`` and ``inc_utils/``): the nearest at or
+    above ``start`` (default: the working directory), else, without ``start``, the one this
+    package was imported from (a clone or an editable install); None if neither."""
+    places = [start or Path.cwd()] + ([] if start else [Path(__file__).parent])
+    for place in places:
+        here = place.resolve()
+        for folder in (here, *here.parents):
+            if (folder / "pyproject.toml").is_file() and (folder / "inc_utils").is_dir():
+                return folder
     return None
 
 
@@ -56,12 +80,21 @@ def default_runs_dir() -> Path:
     return (root or Path.cwd()) / "runs"
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    The file gets mode 0666 less the umask, as ``open`` would give it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -75,11 +108,51 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+#: Locks this process holds: lock file -> [open file, nesting depth].
+_HELD: dict[Path, list] = {}
+
+
+@contextlib.contextmanager
+def hold_lock(path: Path, what: str):
+    """Hold an exclusive OS lock (``flock``) on the file ``path`` for this process; nests.
+
+    The kernel drops it when the process exits, however it dies, so a killed holder never
+    blocks the next. Raises ``RunLockedError`` naming the holder (pid and command) if another
+    process has it. Yields True when this call took the lock (not nested in another)."""
+    path = path.resolve()
+    first = path not in _HELD
+    if first:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunLockedError(f"{what} is being written by {holder}; wait for it to finish or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} ({' '.join(sys.argv)[:200]})")
+        handle.flush()
+        _HELD[path] = [handle, 0]
+    _HELD[path][1] += 1
+    try:
+        yield first
+    finally:
+        _HELD[path][1] -= 1
+        if not _HELD[path][1]:
+            _HELD.pop(path)[0].close()  # closing the file releases the lock
+
+
 @dataclass(frozen=True)
 class Run:
-    """A run folder. Cheap to create; nothing is read until asked."""
+    """A run folder (a ``Path`` or a string). Cheap to create; nothing is read until asked."""
 
     path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
 
     @classmethod
     def for_config(cls, config: RunConfig, runs_dir: str | Path | None = None) -> "Run":
@@ -91,22 +164,66 @@ class Run:
 
     @property
     def config(self) -> RunConfig:
-        return from_dict(yaml.safe_load((self.path / "config.yaml").read_text()))
+        """The run's config; ``DamagedRunError`` (one line) if config.yaml is unreadable."""
+        path = self.path / "config.yaml"
+        try:
+            return from_dict(yaml.safe_load(path.read_text()))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ConfigError, TypeError) as err:
+            raise DamagedRunError(f"{path}: damaged ({one_line(err)})") from None
 
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoints"
 
     def create(self, config: RunConfig, device: str) -> None:
-        """Write config and provenance; a no-op for the config if the folder already exists."""
-        if not (self.path / "config.yaml").exists():
+        """Write config (unless a readable one is there) and provenance."""
+        try:
+            self.config
+        except DamagedRunError:
             atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         atomic_write_text(self.path / "provenance.json", json.dumps(provenance(device), indent=2))
 
+    # one writer ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run's lock (``hold_lock`` on ``.lock``) while writing it; nests within a process.
+
+        Raises ``RunLockedError`` naming the holder if another process has it. Taking it first
+        removes temporary files (``.*.tmp``) that interrupted writes left."""
+        with hold_lock(self.path / ".lock", f"run {self.name}") as first:
+            if first:
+                for stale in (*self.path.glob(".*.tmp"), *self.checkpoint_dir.glob(".*.tmp")):
+                    stale.unlink(missing_ok=True)
+            yield self
+
+    def is_locked(self) -> bool:
+        """Whether some process (this one included) holds the run's lock now."""
+        path = (self.path / ".lock").resolve()
+        if path in _HELD:
+            return True
+        if not path.exists():
+            return False
+        with open(path) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False
+
     # status -------------------------------------------------------------------------
     def status(self) -> dict:
+        """The last status written (``pending`` if none); ``damaged`` with a ``reason`` if unreadable."""
         path = self.path / "status.json"
-        return json.loads(path.read_text()) if path.exists() else {"status": "pending"}
+        if not path.exists():
+            return {"status": "pending"}
+        try:
+            status = json.loads(path.read_text())
+            if isinstance(status, dict) and status.get("status") in STATUSES:
+                return status
+            reason = "no known status in it"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            reason = one_line(err)
+        return {"status": DAMAGED, "reason": f"status.json: {reason}"}
 
     def set_status(self, status: str, **info) -> None:
         assert status in STATUSES, status
@@ -120,8 +237,17 @@ class Run:
 
     # log ----------------------------------------------------------------------------
     def read_log(self) -> pd.DataFrame:
+        """The epoch log; empty if there is none. Raises ``DamagedRunError`` if it cannot be parsed."""
         path = self.path / "log.csv"
-        return pd.read_csv(path) if path.exists() else pd.DataFrame()
+        if not path.exists():
+            return pd.DataFrame()
+        try:
+            log = pd.read_csv(path)
+        except (OSError, UnicodeDecodeError, ValueError) as err:  # pandas' parser errors are ValueErrors
+            raise DamagedRunError(f"{path}: damaged ({one_line(err)})") from None
+        if "epoch" not in log.columns:
+            raise DamagedRunError(f"{path}: damaged (no 'epoch' column)")
+        return log
 
     def write_log(self, rows: list[dict]) -> None:
         atomic_write_text(self.path / "log.csv", pd.DataFrame(rows).to_csv(index=False))
@@ -134,35 +260,58 @@ class Run:
         """Write ``state`` atomically, then its sha256 sidecar; a checkpoint is valid only with both."""
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        data = buffer.getvalue()
         path = self.checkpoint_path(epoch)
-        atomic_write_bytes(path, data)
-        atomic_write_text(_sidecar(path), hashlib.sha256(data).hexdigest())
+        save_checkpoint_bytes(path, buffer.getvalue())
         return path
 
-    def checkpoint_epochs(self) -> list[int]:
-        """Epochs with a checkpoint file and checksum sidecar (not yet verified), ascending."""
+    def checkpoint_epochs(self, warn: bool = False) -> list[int]:
+        """Epochs with a checkpoint file and checksum sidecar (not yet verified), ascending.
+
+        A checkpoint without its sidecar (a write cut short) is left out, with a warning if ``warn``."""
         if not self.checkpoint_dir.is_dir():
             return []
-        return sorted(int(p.stem.split("_")[1]) for p in self.checkpoint_dir.glob("epoch_*.pt")
-                      if _sidecar(p).exists())
+        epochs = []
+        for path in self.checkpoint_dir.glob("epoch_*.pt"):
+            if not _sidecar(path).exists():
+                if warn:
+                    warnings.warn(f"not using {path}: it has no checksum file {_sidecar(path).name}",
+                                  stacklevel=3)
+            elif path.stem.split("_")[1].isdigit():
+                epochs.append(int(path.stem.split("_")[1]))
+        return sorted(epochs)
 
     def load_checkpoint(self, epoch: int, map_location="cpu") -> dict:
-        """Load and verify one checkpoint; raise CorruptCheckpointError on any mismatch."""
+        """Load and verify one checkpoint; ``CorruptCheckpointError`` if it is missing, does not
+        match its checksum, or does not load as weights (``torch.load(weights_only=True)``)."""
         path = self.checkpoint_path(epoch)
-        data, sidecar = path.read_bytes(), _sidecar(path)
-        if not sidecar.exists() or hashlib.sha256(data).hexdigest() != sidecar.read_text().strip():
+        try:
+            data, expected = path.read_bytes(), _sidecar(path).read_text().strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise CorruptCheckpointError(f"{path}: unreadable ({err})") from None
+        if hashlib.sha256(data).hexdigest() != expected:
             raise CorruptCheckpointError(f"{path}: checksum mismatch (truncated or corrupted file)")
-        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        try:
+            state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
+            raise CorruptCheckpointError(f"{path}: cannot be loaded ({one_line(err)})") from None
+        if not isinstance(state, dict) or "model" not in state:
+            raise CorruptCheckpointError(f"{path}: not a checkpoint of this package")
+        return state
 
     def latest_valid_checkpoint(self, map_location="cpu") -> dict | None:
-        """The newest checkpoint that verifies; corrupted ones are reported and skipped."""
-        for epoch in reversed(self.checkpoint_epochs()):
+        """The newest checkpoint that verifies and loads; broken ones are reported and skipped."""
+        for epoch in reversed(self.checkpoint_epochs(warn=True)):
             try:
                 return self.load_checkpoint(epoch, map_location)
             except CorruptCheckpointError as err:
                 warnings.warn(f"skipping {err}", stacklevel=2)
         return None
+
+
+def save_checkpoint_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically to ``path``, then its sha256 sidecar ``path.sha256``."""
+    atomic_write_bytes(path, data)
+    atomic_write_text(_sidecar(path), hashlib.sha256(data).hexdigest())
 
 
 def _sidecar(path: Path) -> Path:
@@ -199,17 +348,32 @@ def git_commit(short: bool = False) -> str | None:
         return None
 
 
+LIST_COLUMNS = ["run", "status", "dataset", "arch", "width", "n_per_class", "lr", "weight_decay", "seed",
+                "epochs", "train_acc", "test_acc", "reason"]
+
+
 def list_runs(runs_dir: str | Path | None = None) -> pd.DataFrame:
-    """One row per run folder: name, status, key config fields, epochs logged, final accuracies."""
+    """One row per run folder: name, status, key config fields, epochs logged, final accuracies.
+
+    ``status`` is as written, except ``stopped`` (marked running, but no process holds its lock:
+    it was killed; training it again resumes it) and ``damaged`` (a file cannot be read;
+    ``reason`` says which). ``n_per_class`` is the training subset per class (empty: all)."""
     runs_dir = Path(runs_dir or default_runs_dir())
-    rows = []
-    for folder in sorted(p for p in runs_dir.glob("*") if (p / "config.yaml").exists()):
-        run = Run(folder)
-        cfg, log = run.config, run.read_log()
-        last = log.iloc[-1] if len(log) else {}
-        rows.append({"run": run.name, "status": run.status()["status"], "dataset": cfg.dataset,
-                     "arch": f"{cfg.arch}{cfg.depth}", "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-                     "seed": cfg.seed, "epochs": f"{len(log)}/{cfg.epochs}",
-                     "train_acc": last.get("train_acc"), "test_acc": last.get("test_acc")})
-    return pd.DataFrame(rows, columns=["run", "status", "dataset", "arch", "lr", "weight_decay", "seed",
-                                       "epochs", "train_acc", "test_acc"])
+    return pd.DataFrame([_summary(Run(folder)) for folder in sorted(runs_dir.glob("*"))
+                         if (folder / "config.yaml").exists()], columns=LIST_COLUMNS)
+
+
+def _summary(run: Run) -> dict:
+    row = {"run": run.name, "reason": ""}
+    try:
+        cfg, log, status = run.config, run.read_log(), run.status()
+    except DamagedRunError as err:
+        return {**row, "status": DAMAGED, "reason": str(err)}
+    last = log.iloc[-1] if len(log) else {}
+    state = status["status"]
+    if state == "running" and not run.is_locked():
+        state = "stopped"
+    return {**row, "status": state, "reason": status.get("reason", ""), "dataset": cfg.dataset,
+            "arch": f"{cfg.arch}{cfg.depth}", "width": cfg.width, "n_per_class": cfg.n_per_class,
+            "lr": cfg.lr, "weight_decay": cfg.weight_decay, "seed": cfg.seed, "epochs": f"{len(log)}/{cfg.epochs}",
+            "train_acc": last.get("train_acc"), "test_acc": last.get("test_acc")}

@@ -15,7 +15,7 @@ group of at most ``group_size`` models per task; other architectures run one mod
 from __future__ import annotations
 
 import itertools
-import os
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import ConfigError, RunConfig, from_dict, read_yaml
-from .runs import Run, default_runs_dir, list_runs
+from .runs import DamagedRunError, Run, RunLockedError, default_runs_dir, list_runs
 
 EXECUTORS = ("local", "processes", "submitit-local", "slurm")
 #: Default most MLPs per batched group: MLP-10 (width 1024) on CIFAR10 has 12.6M parameters, and
@@ -99,7 +99,10 @@ def plan(configs: list[RunConfig], runs_dir: str | Path | None = None) -> pd.Dat
     rows = []
     for cfg in configs:
         run = Run.for_config(cfg, runs_dir)
-        done = len(run.read_log()) if run.path.exists() else 0
+        try:
+            done = len(run.read_log())
+        except DamagedRunError:
+            done = 0  # training it resumes from its checkpoints and rewrites the log
         status = run.status()["status"]
         rows.append({"run": cfg.name, "status": status,
                      "model_epochs_left": 0 if run.finished else cfg.epochs - done})
@@ -124,22 +127,32 @@ class TrainTask:
             try:
                 train_batched(cfgs, runs_dir=self.runs_dir, device=self.device, data_root=self.data_root,
                               progress=False)
+            except RunLockedError as err:  # another process trains them: its status stands
+                print(f"skipped: {err}", flush=True)
             except Exception as err:  # noqa: BLE001 - a failed group must not stop the sweep
                 hint = " (fewer models per group: --group-size)" if "out of memory" in str(err) else ""
                 for cfg in cfgs:
-                    run = Run.for_config(cfg, self.runs_dir)
-                    if not run.finished:
-                        run.set_status("failed", error=f"{type(err).__name__}: {err}{hint}")
+                    self._record_failure(cfg, f"{type(err).__name__}: {err}{hint}")
             return [Run.for_config(c, self.runs_dir).status()["status"] for c in cfgs]
-        statuses = []
         for cfg in cfgs:
             try:
-                statuses.append(train(cfg, runs_dir=self.runs_dir, device=self.device, data_root=self.data_root,
-                                      progress=False).status()["status"])
+                train(cfg, runs_dir=self.runs_dir, device=self.device, data_root=self.data_root, progress=False)
+            except RunLockedError as err:
+                print(f"skipped: {err}", flush=True)
             except Exception as err:  # noqa: BLE001 - a failed run must not stop the sweep
-                Run.for_config(cfg, self.runs_dir).set_status("failed", error=f"{type(err).__name__}: {err}")
-                statuses.append("failed")
-        return statuses
+                self._record_failure(cfg, f"{type(err).__name__}: {err}")
+        return [Run.for_config(c, self.runs_dir).status()["status"] for c in cfgs]
+
+    def _record_failure(self, config: RunConfig, error: str) -> None:
+        """Mark an unfinished run failed, with its config, so the sweep table can show why."""
+        run = Run.for_config(config, self.runs_dir)
+        try:
+            with run.lock():
+                if not run.finished:
+                    run.create(config, self.device or "auto")
+                    run.set_status("failed", error=error)
+        except RunLockedError:
+            pass  # another process is training it now: its status stands
 
     def checkpoint(self, *args, **kwargs):
         import submitit
@@ -177,8 +190,10 @@ def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, e
         for item in work:
             task(item)
     elif executor == "processes":
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_limit_threads, initargs=(threads,)) as pool:
+        # spawn, not fork: a forked child of a process that ran multi-threaded OpenMP hangs (libgomp)
+        from .train import configure_threads
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=configure_threads) as pool:
             list(pool.map(task, work))
     else:
         import submitit
@@ -192,7 +207,3 @@ def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, e
             job.result()
     return sweep_table(configs, runs_dir)
 
-
-def _limit_threads(n: int) -> None:
-    import torch
-    torch.set_num_threads(n)

@@ -4,7 +4,13 @@
 from its newest valid checkpoint and, on CPU, ends bitwise equal to an uninterrupted run
 (model, optimizer, data-order generator and RNG states are all checkpointed).
 A non-finite loss stops the run and marks it ``diverged`` instead of raising, so a sweep
-goes on.
+goes on. One process at a time trains a run (``Run.lock``); a run folder is created only
+once its data loaded and its model fits in memory, so a failed start leaves nothing behind.
+
+Threads: training and measuring use ``configure_threads``: ``$INC_THREADS`` torch threads,
+default ``DEFAULT_THREADS`` = 1. On a CPU shared with other work one thread per process is
+often many times faster than several (``benchmarks/threads.py``: 8x on a busy 2-core
+machine); on an idle many-core machine raise it (``inc --threads N``, ``INC_THREADS=N``).
 
 Log columns (one row per epoch): ``epoch, lr, loss`` (mean training loss over the epoch's
 minibatches, train mode), ``train_acc, test_acc`` (eval mode, whole splits; NaN on epochs
@@ -22,10 +28,31 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, one_line
 from .data import Dataset, load_dataset
 from .models import build_model
 from .runs import Run
+
+THREADS_ENV, DEFAULT_THREADS = "INC_THREADS", 1
+_threads_set = False
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's CPU thread count to ``threads``, else ``$INC_THREADS``, else ``DEFAULT_THREADS``.
+
+    Called by every training and measuring entry point; without ``threads`` it acts once per
+    process, so a later ``torch.set_num_threads`` of your own stands. Returns the count in use."""
+    global _threads_set
+    if threads is None and _threads_set:
+        return torch.get_num_threads()
+    if threads is None:
+        text = os.environ.get(THREADS_ENV, "").strip()
+        if text and not (text.isdigit() and int(text) >= 1):
+            raise ConfigError(f"{THREADS_ENV}={text!r}: expected a positive integer")
+        threads = int(text) if text else DEFAULT_THREADS
+    torch.set_num_threads(threads)
+    _threads_set = True
+    return threads
 
 
 def resolve_device(device: str | None = None) -> str:
@@ -89,6 +116,26 @@ def accuracy(model: nn.Module, data: Dataset, batch_size: int = 1024) -> float:
     return correct / len(data)
 
 
+def check_fits(config: RunConfig, data: Dataset, device: str, models: int = 1) -> None:
+    """``ConfigError`` if ``models`` copies of the config's model cannot be built or held in
+    ``device``'s memory (weights, gradients and momenta: three float32 copies), checked on the
+    meta device before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            size = sum(p.numel() for p in build_for(config, data).parameters())
+    except (RuntimeError, ValueError, RecursionError) as err:
+        raise ConfigError(f"cannot build {config.arch}{config.depth} (width {config.width}): "
+                          f"{one_line(err)}") from None
+    need = 3 * 4 * size * models
+    if device.startswith("cuda"):
+        have = torch.cuda.mem_get_info(torch.device(device))[1]
+    else:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ConfigError(f"{config.arch}{config.depth} of width {config.width} has {size:,} parameters; "
+                          f"training {models} needs {need / 2**30:.1f} GiB, {device} has {have / 2**30:.1f} GiB")
+
+
 def checkpoint_state(epoch: int, model: dict, optimizer: dict, order_rng: torch.Tensor, torch_rng: torch.Tensor,
                      log: list[dict], lr: float) -> dict:
     """The one checkpoint format (also written by batched.py): state_dicts of the model and of
@@ -101,14 +148,25 @@ def train(config: RunConfig, *, runs_dir: str | Path | None = None, device: str 
           data_root: str | Path | None = None, download: bool = False, progress: bool | None = None) -> Run:
     """Train ``config`` into its run folder (or return it at once if already finished).
 
-    ``download=True`` lets torchvision fetch a missing dataset (online only)."""
+    ``download=True`` lets torchvision fetch a missing dataset (online only). Raises
+    ``RunLockedError`` if another process is training the same run."""
     run = Run.for_config(config, runs_dir)
     if run.finished:
         return run
+    configure_threads()
     device = resolve_device(device)
-    run.create(config, device)
     train_set, test_set = load_splits(config, device, data_root, download)
+    check_fits(config, train_set, device)
+    with run.lock():
+        if not run.finished:  # another process may have finished it while we loaded the data
+            run.create(config, device)
+            _fit(run, config, train_set, test_set, device, progress)
+    return run
 
+
+def _fit(run: Run, config: RunConfig, train_set: Dataset, test_set: Dataset, device: str,
+         progress: bool | None) -> None:
+    """The training loop of ``train``, from the run's newest valid checkpoint; the caller holds the lock."""
     torch.manual_seed(config.seed)
     model = build_for(config, train_set).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -143,19 +201,26 @@ def train(config: RunConfig, *, runs_dir: str | Path | None = None, device: str 
             run.write_log(log)
             if not math.isfinite(loss):
                 run.set_status("diverged", epoch=epoch, loss=str(loss))
-                return run
+                return
             if math.isfinite(row["test_acc"]):
                 bar.set_postfix(loss=f"{loss:.4f}", test_acc=f"{row['test_acc']:.3f}")
             if epoch in checkpoint_epochs:
                 run.save_checkpoint(epoch, checkpoint_state(epoch, model.state_dict(), optimizer.state_dict(),
                                                             order.get_state(), torch.get_rng_state(), log, lr))
     except BaseException as err:
-        run.set_status("failed", error=f"{type(err).__name__}: {err}")
+        run.set_status(**stopped_or_failed(err))
         raise
     finally:
         bar.close()
     run.set_status("done", epoch=config.epochs)
-    return run
+
+
+def stopped_or_failed(err: BaseException) -> dict:
+    """The status (``Run.set_status`` arguments) of a run whose training ``err`` ended:
+    ``stopped`` on Ctrl-C, else ``failed``."""
+    if isinstance(err, KeyboardInterrupt):
+        return {"status": "stopped", "error": "interrupted (Ctrl-C); training it again resumes it"}
+    return {"status": "failed", "error": f"{type(err).__name__}: {err}"}
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Dataset, config: RunConfig,

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from inc_utils.config import ConfigError, RunConfig, from_dict, load_config, parse_overrides
@@ -57,3 +59,38 @@ def test_yaml_errors_name_the_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["lr"])
+
+
+def test_floats_without_a_dot_are_floats_in_files_and_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("lr: 2e-3\nweight_decay: 5E-4\nlr_factor: 1.e-1\n")
+    cfg = load_config(path, parse_overrides(["momentum=9e-1"]))
+    assert (cfg.lr, cfg.weight_decay, cfg.lr_factor, cfg.momentum) == (0.002, 0.0005, 0.1, 0.9)
+    assert parse_overrides(["a=e5", "b=0x10", "c=1_000"]) == {"a": "e5", "b": 16, "c": 1000}
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("lr: 0.1\nlr: 0.2\n", "key 'lr' is given twice at line 2"),
+    ("", "is empty"),
+    ("lr: !!python/object/apply:os.system [ls]\n", "could not determine a constructor"),
+    ("lr: .nan\n", "lr must be a finite number, got nan"),
+    ("weight_decay: .inf\n", "weight_decay must be a finite number, got inf"),
+])
+def test_config_file_mistakes_are_one_line_errors(tmp_path, text, fragment):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_binary_config_and_bad_overrides_are_one_line_errors(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\x00")
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_config(path)
+    for item, fragment in [("lr=[1,", "--set lr=[1,: not valid YAML"), ("lr=!!python/name:os.system", "constructor"),
+                           ("=1", "key=value")]:
+        with pytest.raises(ConfigError, match=re.escape(fragment)) as err:
+            parse_overrides([item])
+        assert "\n" not in str(err.value)

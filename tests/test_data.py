@@ -14,7 +14,8 @@ import torch
 import torchvision.datasets
 
 from inc_utils import data
-from inc_utils.data import Dataset, DatasetNotFoundError, load_dataset
+from inc_utils.config import ConfigError
+from inc_utils.data import DataFileError, Dataset, DatasetNotFoundError, load_dataset
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -97,14 +98,89 @@ def test_read_idx_big_endian_int32(tmp_path):
     assert data.read_idx(tmp_path / "ints").tolist() == [[1, -2, 70000]]
 
 
-def write_cifar_batch(path: Path, n: int, seed: int) -> tuple[np.ndarray, list[int]]:
+def write_cifar_batch(path: Path, n: int, seed: int, protocol: int = 2) -> tuple[np.ndarray, list[int]]:
+    """A batch as the real ones hold it (protocol 2, like the Python 2 originals)."""
     rng = np.random.default_rng(seed)
     flat = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
     labels = rng.integers(0, 10, n).tolist()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        pickle.dump({b"data": flat, b"labels": labels, b"batch_label": b"x"}, f)
+    batch = {b"data": flat, b"labels": labels, b"batch_label": b"x", b"filenames": [b"a.png"] * n}
+    path.write_bytes(pickle.dumps(batch, protocol=protocol))
     return flat, labels
+
+
+class TouchOnLoad:
+    """Unpickling this calls ``open(path, "w")``: it would create ``path``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar10_reads_every_pickle_protocol(tmp_path, protocol):
+    flat, labels = write_cifar_batch(tmp_path / "cifar-10-batches-py" / "test_batch", 3, 0, protocol)
+    ds = load_dataset("cifar10", "test", root=tmp_path)
+    assert ds.y.tolist() == labels and np.array_equal(ds.x.reshape(3, -1).numpy(), flat)
+
+
+def test_cifar10_crafted_pickle_never_runs_code(tmp_path):
+    target = tmp_path / "pwned"
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    path.parent.mkdir()
+    path.write_bytes(pickle.dumps({b"data": TouchOnLoad(target), b"labels": [0]}, protocol=2))
+    with pytest.raises(DataFileError, match=r"test_batch: refused to load (builtins|io)\.open") as err:
+        load_dataset("cifar10", "test", root=tmp_path)
+    assert not target.exists()
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"", "not a CIFAR-10 batch"),
+    (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2]})[:-30], "not a CIFAR-10 batch"),
+    (pickle.dumps({b"data": np.zeros((2, 3072), np.float32), b"labels": [1, 2]}), "expected a dict"),
+    (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}), "expected a dict"),
+    (pickle.dumps([1, 2]), "expected a dict"),
+    (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 10]}), r"labels must lie in \[0, 10\)"),
+])
+def test_cifar10_damaged_batches_are_one_line_errors(tmp_path, content, why):
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    path.parent.mkdir()
+    path.write_bytes(content)
+    with pytest.raises(DataFileError, match=why) as err:
+        load_dataset("cifar10", "test", root=tmp_path)
+    assert "\n" not in str(err.value) and "test_batch" in str(err.value)
+
+
+def test_damaged_idx_files_are_one_line_errors(tmp_path):
+    folder = tmp_path / "mnist"
+    write_mnist_like(folder, "test", [1, 2, 3], gz=True)
+    gz = folder / "t10k-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:40])  # truncated gzip stream
+    with pytest.raises(DataFileError, match="cannot read"):
+        load_dataset("mnist", "test", root=tmp_path)
+    write_mnist_like(folder, "test", [1, 2, 10], gz=True)  # a label outside the 10 classes
+    with pytest.raises(DataFileError, match=r"labels must lie in \[0, 10\), found 1..10"):
+        load_dataset("mnist", "test", root=tmp_path)
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0])))
+    with pytest.raises(DataFileError, match="truncated IDX header"):
+        load_dataset("mnist", "test", root=tmp_path)
+
+
+def test_damaged_svhn_files_are_one_line_errors(tmp_path):
+    path = tmp_path / "svhn" / "test_32x32.mat"
+    path.parent.mkdir()
+    path.write_bytes(b"MATLAB 5.0 MAT-file, but cut short")
+    with pytest.raises(DataFileError, match="not a readable .mat file"):
+        load_dataset("svhn", "test", root=tmp_path)
+    scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 2), np.float64), "y": np.ones((2, 1))})
+    with pytest.raises(DataFileError, match="not an SVHN file"):
+        load_dataset("svhn", "test", root=tmp_path)
+    scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([["a"], ["b"]], object)})
+    with pytest.raises(DataFileError, match="not an SVHN file"):
+        load_dataset("svhn", "test", root=tmp_path)
 
 
 def test_cifar10_pickle_batches(tmp_path):
@@ -290,7 +366,7 @@ def test_subset_is_balanced_and_seeded():
     assert not torch.equal(idx, data.balanced_indices(ds.y, 20, 10, seed=4))
     via_load = load_dataset("digits", n_per_class=20, seed=3)
     assert torch.equal(via_load.x, sub.x)
-    with pytest.raises(ValueError, match=r"class \d has 3\d examples, fewer than the 40"):
+    with pytest.raises(ConfigError, match=r"class \d has 3\d examples, fewer than the 40"):
         load_dataset("digits", "test").subset(40)
 
 

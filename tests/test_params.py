@@ -1,4 +1,9 @@
 """Parameter files and notebooks: keys match each notebook, run configs validate, pairs in sync."""
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jupytext
@@ -6,6 +11,7 @@ import pytest
 
 from inc_utils.config import ConfigError
 from inc_utils.reproduce import chapters, plan_scale, read_yaml
+from inc_utils.runs import current_umask
 from inc_utils.sweep import configs_in
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,20 +82,28 @@ def _tiny_project(root: Path, body: str) -> None:
     (root / "params" / "smoke" / "01_tiny.yaml").write_text("alpha: 41\n")
 
 
-def test_reproduce_executes_into_build_with_html_and_never_leaves_partial_notebooks(tmp_path):
+def test_reproduce_builds_whole_or_not_at_all(tmp_path):
     import nbformat
     from inc_utils.reproduce import reproduce
-    _tiny_project(tmp_path / "ok", "print('answer', alpha + 1)")
-    [out] = reproduce("smoke", tmp_path / "ok")
-    assert out == tmp_path / "ok" / "build" / "smoke" / "01_tiny.ipynb"
+    project = tmp_path / "project"
+    _tiny_project(project, "import os, pathlib\n"
+                           "pathlib.Path(os.environ['INC_BUILD_DIR'], 'figures').mkdir()\n"
+                           "print('answer', alpha + 1, pathlib.Path(os.environ['INC_BUILD_DIR']).name)")
+    [out] = reproduce("smoke", project)
+    build = project / "build" / "smoke"
+    assert out == build / "01_tiny.ipynb"
     texts = [o.get("text", "") for c in nbformat.read(out, 4).cells if c.cell_type == "code" for o in c.outputs]
-    assert "answer 42\n" in texts
-    assert out.with_suffix(".html").exists() and (out.parent / "index.html").exists()
+    assert any(t.startswith("answer 42 .smoke.building-") for t in texts)  # the kernel wrote into the fresh folder
+    assert sorted(p.name for p in build.iterdir()) == ["01_tiny.html", "01_tiny.ipynb", "figures", "index.html"]
+    assert build.stat().st_mode & 0o777 == 0o777 & ~current_umask()
 
-    _tiny_project(tmp_path / "bad", "raise RuntimeError('boom')")
+    before = {p.name: p.read_bytes() for p in build.glob("*.*")}
+    (project / "notebooks" / "01_tiny.py").write_text('# %% tags=["parameters"]\nalpha = 1\n\n# %%\n'
+                                                      "raise RuntimeError('boom')\n")
     with pytest.raises(Exception, match="boom"):
-        reproduce("smoke", tmp_path / "bad")
-    assert sorted(p.name for p in (tmp_path / "bad" / "build" / "smoke").iterdir()) == []
+        reproduce("smoke", project)
+    assert {p.name: p.read_bytes() for p in build.glob("*.*")} == before   # the previous build, untouched
+    assert sorted(p.name for p in (project / "build").iterdir()) == [".smoke.kernels.log", ".smoke.lock", "smoke"]
 
 
 def test_colab_scale_is_mlp10_on_fashion_mnist_and_estimates_its_time(tmp_path, monkeypatch, capsys):
@@ -108,3 +122,26 @@ def test_colab_scale_is_mlp10_on_fashion_mnist_and_estimates_its_time(tmp_path, 
     assert "02_collapse_vs_generalization: 11 runs, 1100 model-epochs to train" in out
     assert "CPU, 2 cores: 11.5 h for 1250 model-epochs" in out      # 1250 x 33 s
     assert "H200 GPU: 10.0 min for 1250 model-epochs" in out        # 150 x 2.03 s alone + 1100 x 0.27 s batched
+
+
+def test_ctrl_c_keeps_the_previous_build_and_says_so_in_one_line(tmp_path):
+    project = tmp_path / "project"
+    _tiny_project(project, "import os, pathlib, time\n"
+                           "pathlib.Path(os.environ['INC_BUILD_DIR'], 'started').touch()\ntime.sleep(120)")
+    (project / "inc_utils").mkdir()
+    (project / "pyproject.toml").write_text("")
+    (project / "build" / "smoke").mkdir(parents=True)
+    (project / "build" / "smoke" / "old.html").write_text("previous")
+    proc = subprocess.Popen([sys.executable, "-m", "inc_utils", "reproduce"], cwd=project, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((project / "build").glob(".smoke.building-*/started")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and out == "[1/1] 01_tiny ...\n"
+    assert err.startswith("interrupted: chapters finished: none; ") and err.count("\n") == 1, err
+    assert f"{project / 'build' / 'smoke'} is unchanged" in err
+    assert [p.name for p in (project / "build" / "smoke").iterdir()] == ["old.html"]
+    assert not list((project / "build").glob(".smoke.building-*"))
