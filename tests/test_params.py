@@ -94,7 +94,8 @@ def test_reproduce_builds_whole_or_not_at_all(tmp_path):
     assert out == build / "01_tiny.ipynb"
     texts = [o.get("text", "") for c in nbformat.read(out, 4).cells if c.cell_type == "code" for o in c.outputs]
     assert any(t.startswith("answer 42 .smoke.building-") for t in texts)  # the kernel wrote into the fresh folder
-    assert sorted(p.name for p in build.iterdir()) == ["01_tiny.html", "01_tiny.ipynb", "figures", "index.html"]
+    assert sorted(p.name for p in build.iterdir()) == ["01_tiny.html", "01_tiny.ipynb", "build.json", "claims.csv",
+                                                     "figures", "index.html"]
     assert build.stat().st_mode & 0o777 == 0o777 & ~current_umask()
 
     before = {p.name: p.read_bytes() for p in build.glob("*.*")}
