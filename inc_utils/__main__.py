@@ -91,6 +91,23 @@ def _reproduce(args) -> None:
         print(f"{chapter}: {len(rows)} runs, {int(rows.model_epochs_left.sum())} model-epochs to train")
 
 
+def _prune(args) -> None:
+    import pandas as pd
+    from .prune import prune_run
+    from .runs import find_run
+    if not (args.layer == "auto" or args.layer.isdigit()):
+        raise ConfigError(f"--layer must be a layer number or 'auto', got {args.layer!r}")
+    layer = args.layer if args.layer == "auto" else int(args.layer)
+    table, layer = prune_run(find_run(args.run, args.runs_dir), layer, args.head, args.output, device=args.device,
+                             data_root=args.data_dir)
+    print(f"{args.run} cut at layer {layer} ({'auto: the layer of collapse, ' if args.layer == 'auto' else ''}"
+          f"{args.head} head fitted on the training features), against the full network:")
+    with pd.option_context("display.width", 200):
+        print(table.to_string(float_format=lambda v: f"{v:,.0f}" if v >= 1000 else f"{v:.4g}"))
+    if args.output:
+        print(f"wrote {args.output}; load it with torch.export.load(path).module(), inputs normalised as in training")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inc", description="Intermediate Neural Collapse companion")
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,6 +149,17 @@ def parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--dry-run", action="store_true",
                        help="validate the parameter files and list the runs and model-epochs, train nothing")
     p_rep.set_defaults(func=_reproduce)
+
+    c = sub.add_parser("prune", help="cut a run's network at one layer, fit a closed-form head, export it (.pt2)")
+    c.add_argument("run", help="run name (see `inc runs`) or run folder")
+    c.add_argument("--layer", default="auto", help="layer number, or 'auto' for the layer of collapse (default)")
+    c.add_argument("--head", default="ridge", choices=["ncc", "ridge"],
+                   help="nearest class centre, or least squares on one-hot targets (default)")
+    c.add_argument("-o", "--output", default=None, help="write the truncated model here (torch.export, .pt2)")
+    c.add_argument("--device", default=None)
+    c.add_argument("--data-dir", default=None)
+    c.add_argument("--runs-dir", default=None)
+    c.set_defaults(func=_prune)
 
     r = sub.add_parser("runs", help="list runs with their status")
     r.add_argument("--runs-dir", default=None)
