@@ -7,11 +7,13 @@ no SGD:
 
 - ``ncc``: nearest class centre with the train class means μ_c (the NC4 rule). Since
   argmin_c ‖h − μ_c‖² = argmax_c (2 μ_c·h − ‖μ_c‖²), it is a Linear with W = 2 μ, b = −‖μ‖².
-- ``ridge``: least squares from ``[h, 1]`` to the one-hot targets (the MSE objective the
-  network was trained with), ``(A + λI)⁻¹ B`` with ``A = [H 1]ᵀ[H 1]``, ``B = [H 1]ᵀY``
-  accumulated batch by batch in float64 (the features are never held), and
-  ``λ = ridge · Tr(A) / (d + 1)``. ``A`` has (d + 1)² entries, so layers wider than
-  ``MAX_RIDGE_FEATURES`` get only the NCC head. The class sums NCC needs are rows of ``B``.
+- ``ridge``: the minimiser of mean ½‖W[h; 1] − e_y‖² + ½ ridge ‖W‖² over the training set (the
+  MSE objective the network was trained with, the penalty of its weight decay), i.e.
+  ``(A + N·ridge·I)⁻¹ B`` with ``A = [H 1]ᵀ[H 1]``, ``B = [H 1]ᵀY`` accumulated batch by batch
+  in float64 (the features are never held). With ``ridge`` = the run's weight decay this is
+  the classifier SGD would converge to on these fixed features. ``A`` has (d + 1)² entries, so
+  layers wider than ``MAX_RIDGE_FEATURES`` get only the NCC head. The class sums NCC needs are
+  rows of ``B``.
 
 Layer 0 (the input) keeps no layer of the network: its classifier is a linear model of the
 pixels. BatchNorm is kept, in eval mode, as it is in the network (folding it into the
@@ -159,11 +161,11 @@ def _feature_dims(model: nn.Module, batches: Batches, modules: list[nn.Module]) 
 
 
 def fit_heads(model: nn.Module, train_batches: Batches, layers: list[int] | None = None,
-              heads: tuple[str, ...] = HEADS, ridge: float = 1e-6) -> dict[tuple[int, str], Head]:
+              heads: tuple[str, ...] = HEADS, ridge: float = 1e-4) -> dict[tuple[int, str], Head]:
     """Heads fitted on the training features of ``layers`` (default: every layer where a cut is
-    defined), keyed by ``(layer, kind)``. Ridge heads are skipped for layers wider than
-    ``MAX_RIDGE_FEATURES``. Reads ``train_batches`` once per group of layers whose Gram
-    matrices fit ``GRAM_BUDGET_BYTES`` (once in total for MLPs)."""
+    defined), keyed by ``(layer, kind)``; ``ridge``: the per-sample penalty (module docstring).
+    Ridge heads are skipped for layers wider than ``MAX_RIDGE_FEATURES``. Reads ``train_batches``
+    once per group of layers whose Gram matrices fit ``GRAM_BUDGET_BYTES`` (once for MLPs)."""
     unknown = set(heads) - set(HEADS)
     if unknown:
         raise ConfigError(f"unknown head(s) {sorted(unknown)}; choose from {', '.join(HEADS)}")
@@ -199,7 +201,7 @@ def fit_heads(model: nn.Module, train_batches: Batches, layers: list[int] | None
                 means = (B[i][:-1] / counts).T  # (C, d)
                 fitted[layer, "ncc"] = Head(layer, "ncc", 2 * means, -means.square().sum(1))
             if i in A:
-                lam = ridge * A[i].diagonal().sum() / len(A[i])
+                lam = ridge * counts.sum()
                 W = torch.linalg.solve(A[i] + lam * torch.eye(len(A[i]), dtype=A[i].dtype, device=dev), B[i])
                 fitted[layer, "ridge"] = Head(layer, "ridge", W[:-1].T.contiguous(), W[-1].clone())
     return fitted
@@ -226,7 +228,7 @@ def evaluate_heads(model: nn.Module, heads: dict[tuple[int, str], Head], batches
             hits[key] += torch.stack([(guess == y).sum(), (guess == pred).sum()])
 
     stream_features(model, batches, [points[layer].module for layer in layers], count)
-    rows = [(layer, kind, *(h / total).tolist()) for (layer, kind), h in hits.items()]
+    rows = [(layer, kind, *(n / total for n in h.tolist())) for (layer, kind), h in hits.items()]
     table = pd.DataFrame(rows, columns=["layer", "head", "accuracy", "agreement"])
     return table.sort_values(["layer", "head"], kind="stable").reset_index(drop=True)
 
@@ -318,11 +320,11 @@ def export(module: nn.Module, path: str | Path, in_shape: tuple[int, ...]) -> Pa
 
 # ----------------------------------------------------------------------------- a whole run
 def layer_table(model: nn.Module, train_batches: Batches, test_batches: Batches, in_shape: tuple[int, ...],
-                ridge: float = 1e-6) -> pd.DataFrame:
+                ridge: float = 1e-4) -> pd.DataFrame:
     """Both heads at every cuttable layer: test accuracy, agreement with the network, costs.
 
     Columns ``layer, head, accuracy, agreement, params, macs, params_frac, macs_frac``; the full
-    network is the row with layer -1 (head ``network``, fractions 1)."""
+    network is the row with layer -1 (head ``network``, fractions 1). ``ridge``: see ``fit_heads``."""
     heads = fit_heads(model, train_batches, ridge=ridge)
     table = evaluate_heads(model, heads, test_batches)
     num_classes = next(iter(heads.values())).weight.shape[0]
@@ -344,7 +346,8 @@ def prune_run(run, layer: int | str = "auto", head: str = "ridge", output: str |
               device: str | None = None, data_root: str | Path | None = None,
               repeats: int = 50) -> tuple[pd.DataFrame, int]:
     """Cut ``run`` (a ``Run``) at its last checkpoint: ``layer`` a number or ``"auto"`` (the layer
-    of collapse, rule of ``metrics.collapse_layer``), the ``head`` fitted on the train split.
+    of collapse, rule of ``metrics.collapse_layer``), the ``head`` fitted on the train split
+    (ridge penalty: the run's weight decay).
     Writes the truncated model to ``output`` (``export``) if given. Returns a table comparing
     it with the full network (rows: test accuracy, parameters, multiply-adds, batch-1 latency,
     batch-256 throughput; columns ``full, cut, ratio``) and the layer cut at."""
@@ -368,7 +371,8 @@ def prune_run(run, layer: int | str = "auto", head: str = "ridge", output: str |
                            f"(relative within-class trace never stays below 0.2); pass --layer N")
     check_layer(model, int(layer))
     layer = int(layer)
-    fitted = fit_heads(model, lambda: train_set.batches(1024), [layer], heads=(head,))
+    fitted = fit_heads(model, lambda: train_set.batches(1024), [layer], heads=(head,),
+                       ridge=run.config.weight_decay)
     if (layer, head) not in fitted:
         raise CutError(f"layer {layer} is wider than {MAX_RIDGE_FEATURES} features, too wide for the ridge "
                        f"head's (d + 1)^2 Gram matrix; use --head ncc")
