@@ -273,34 +273,38 @@ def cost_table(model: nn.Module, in_shape: tuple[int, ...], num_classes: int,
     return pd.DataFrame(rows, columns=["layer", "params", "macs", "params_frac", "macs_frac"])
 
 
-def median_seconds(module: nn.Module, x: torch.Tensor, repeats: int = 50, warmup: int = 5) -> float:
-    """Median wall time of one ``module(x)`` under ``torch.inference_mode`` (CUDA synchronised)."""
+def _seconds(module: nn.Module, x: torch.Tensor) -> float:
+    """Wall time of one ``module(x)`` (CUDA synchronised before and after)."""
     sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + repeats):
-            sync()
-            tic = time.perf_counter()
-            module(x)
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - tic)
-    return statistics.median(times)
+    sync()
+    tic = time.perf_counter()
+    module(x)
+    sync()
+    return time.perf_counter() - tic
 
 
 def speed_table(full: nn.Module, truncated: dict[int, nn.Module], in_shape: tuple[int, ...],
-                batch_sizes: tuple[int, ...] = (1, 256), repeats: int = 50) -> pd.DataFrame:
-    """Latency of the full network and of each truncated one (keyed by layer), timed in turns in
-    one process on the full network's device. Columns ``layer, batch, seconds, per_second``
+                batch_sizes: tuple[int, ...] = (1, 256), repeats: int = 50, warmup: int = 5) -> pd.DataFrame:
+    """Latency of the full network and of each truncated one (keyed by layer), in one process on
+    the full network's device, eval mode, ``torch.inference_mode``: every model is called once per
+    round, round-robin (so drifting load on the machine hits all alike), and the median over
+    ``repeats`` rounds after ``warmup`` is kept. Columns ``layer, batch, seconds, per_second``
     (samples per second), ``speedup`` (full network's seconds / these); the full network is layer -1."""
     device = model_device(full)
+    models = {-1: full.eval(), **{layer: m.eval() for layer, m in truncated.items()}}
     rows = []
     for batch in batch_sizes:
         x = torch.randn(batch, *in_shape, device=device)
-        base = median_seconds(full.eval(), x, repeats)
-        rows.append((-1, batch, base, batch / base, 1.0))
-        for layer, module in truncated.items():
-            seconds = median_seconds(module.eval(), x, repeats)
+        times = {layer: [] for layer in models}
+        with torch.inference_mode():
+            for round_ in range(warmup + repeats):
+                for layer, module in models.items():
+                    seconds = _seconds(module, x)
+                    if round_ >= warmup:
+                        times[layer].append(seconds)
+        base = statistics.median(times[-1])
+        for layer, t in times.items():
+            seconds = statistics.median(t)
             rows.append((layer, batch, seconds, batch / seconds, base / seconds))
     return pd.DataFrame(rows, columns=["layer", "batch", "seconds", "per_second", "speedup"])
 
