@@ -393,3 +393,52 @@ def prune_run(run, layer: int | str = "auto", head: str = "ridge", output: str |
     if output is not None:
         export(cut, output, train_set.in_shape)
     return table, layer
+
+
+# ----------------------------------------------------------------------------- across a sweep
+def sweep_keeps(configs: list, *, tolerance: float = 0.01, measure: str = "rel_trace_w", threshold: float = 0.2,
+                accuracy_floor: float = 0.35, runs_dir: str | Path | None = None, device: str | None = None,
+                data_root: str | Path | None = None) -> pd.DataFrame:
+    """``measure.collapse_summary`` of finished runs plus, for each included run (MLP or ConvNet),
+    the earliest layer whose NCC / ridge head keeps its test accuracy within ``tolerance``
+    (columns ``keeps_ncc``, ``keeps_ridge``; ridge penalty = the run's weight decay) and
+    ``num_layers``. ResNets are left out (``reason``): their cuts exist only at block boundaries."""
+    from .measure import collapse_summary, load_model
+    from .models import num_layers
+    from .runs import Run
+    from .train import load_splits, resolve_device
+    device = resolve_device(device)
+    summary = collapse_summary(configs, runs_dir=runs_dir, measure=measure, threshold=threshold,
+                               accuracy_floor=accuracy_floor, device=device, data_root=data_root)
+    keeps = {"keeps_ncc": [], "keeps_ridge": []}
+    for cfg, (_, row) in zip(configs, summary.iterrows()):
+        if cfg.arch == "resnet" and row["included"]:
+            summary.loc[row.name, ["included", "reason"]] = (False, "ResNet: cut only at block boundaries")
+        if not summary.loc[row.name, "included"]:
+            keeps["keeps_ncc"].append(None)
+            keeps["keeps_ridge"].append(None)
+            continue
+        train_set, test_set = load_splits(cfg, device, data_root)
+        model = load_model(Run.for_config(cfg, runs_dir), cfg.epochs, device, train_set)
+        table = layer_table(model, lambda: train_set.batches(1024), lambda: test_set.batches(1024),
+                            train_set.in_shape, ridge=cfg.weight_decay)
+        for head in HEADS:
+            keeps[f"keeps_{head}"].append(earliest_keeping(table, head, tolerance))
+    layers = [num_layers(c.arch, c.depth) for c in configs]
+    return summary.assign(architecture=[f"{c.arch.upper()}-{c.depth} on {c.dataset}" for c in configs],
+                          num_layers=layers, **{k: pd.array(v, dtype="Int64") for k, v in keeps.items()})
+
+
+def rank_correlation(rows: pd.DataFrame, column: str) -> tuple[float, float, int]:
+    """Spearman's ρ (and its p-value) between ``collapse_layer`` and ``column`` over ``rows`` of
+    ``sweep_keeps``, with "never" ranked after the last layer (``num_layers``); and the count.
+    NaN when fewer than 3 rows or either side is constant."""
+    from scipy.stats import spearmanr
+    if len(rows) < 3:
+        return float("nan"), float("nan"), len(rows)
+    x = rows["collapse_layer"].astype("float").fillna(rows["num_layers"])
+    y = rows[column].astype("float").fillna(rows["num_layers"])
+    if x.nunique() < 2 or y.nunique() < 2:
+        return float("nan"), float("nan"), len(rows)
+    rho, p = spearmanr(x, y)
+    return float(rho), float(p), len(rows)
