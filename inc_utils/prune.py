@@ -108,7 +108,7 @@ def cut_layers(model: nn.Module) -> list[int]:
 
 def check_layer(model: nn.Module, layer: int) -> None:
     """Raise ``CutError`` (one line) unless ``model`` can be cut at ``layer``."""
-    chain, cuts = _chain(model)
+    cuts = _chain(model)[1]
     n = len(probe_points(model))
     if not 0 <= layer < n:
         raise CutError(f"layer {layer} is out of range: this network has layers 0..{n - 1}")
@@ -147,8 +147,12 @@ def _layer_groups(dims: list[int], ridge_layers: list[bool]) -> list[list[int]]:
 def _feature_dims(model: nn.Module, batches: Batches, modules: list[nn.Module]) -> tuple[list[int], int]:
     """Flattened width of each module's input, and the number of classes (from the logits), from one batch."""
     x, _ = next(iter(iterate(batches)))
-    dims = []
-    hooks = [m.register_forward_pre_hook(lambda m, args: dims.append(args[0][0].numel())) for m in modules]
+    dims = [0] * len(modules)
+
+    def hook(i: int):
+        return lambda module, args: dims.__setitem__(i, args[0][0].numel())
+
+    hooks = [m.register_forward_pre_hook(hook(i)) for i, m in enumerate(modules)]
     was_training = model.training
     try:
         with torch.no_grad():
@@ -169,7 +173,7 @@ def fit_heads(model: nn.Module, train_batches: Batches, layers: list[int] | None
     unknown = set(heads) - set(HEADS)
     if unknown:
         raise ConfigError(f"unknown head(s) {sorted(unknown)}; choose from {', '.join(HEADS)}")
-    layers = cut_layers(model) if layers is None else list(layers)
+    layers = cut_layers(model) if layers is None else sorted(set(layers))
     for layer in layers:
         check_layer(model, layer)
     points = probe_points(model)
