@@ -46,16 +46,12 @@ def _runs(args) -> None:
 
 def _measure(args) -> None:
     import pandas as pd
-    from pathlib import Path
     from .measure import measure_run
     from .metrics import collapse_layer
-    from .runs import Run, default_runs_dir
-    path = Path(args.run)
-    if not (path / "config.yaml").exists():
-        path = Path(args.runs_dir or default_runs_dir()) / args.run
-    if not (path / "config.yaml").exists():
-        raise FileNotFoundError(f"no run {args.run!r} (looked for {path}/config.yaml); `inc runs` lists them")
-    metrics, _ = measure_run(Run(path), device=args.device)
+    from .runs import find_run
+    run = find_run(args.run, args.runs_dir)
+    path = run.path
+    metrics, _ = measure_run(run, device=args.device)
     last = metrics[(metrics.epoch == metrics.epoch.max()) & (metrics.split == "train") & (metrics.layer >= 0)]
     with pd.option_context("display.width", 200):
         print(last.pivot_table(index="measure", columns="layer", values="value").to_string(float_format="{:.3g}".format))
@@ -135,6 +131,23 @@ def _results(args) -> None:
     print(f"{readme}: Results from {build}")
 
 
+def _prune(args) -> None:
+    import pandas as pd
+    from .prune import prune_run
+    from .runs import find_run
+    if not (args.layer == "auto" or args.layer.isdigit()):
+        raise ConfigError(f"--layer must be a layer number or 'auto', got {args.layer!r}")
+    layer = args.layer if args.layer == "auto" else int(args.layer)
+    table, layer = prune_run(find_run(args.run, args.runs_dir), layer, args.head, args.output, device=args.device,
+                             data_root=args.data_dir)
+    print(f"{args.run} cut at layer {layer} ({'auto: the layer of collapse, ' if args.layer == 'auto' else ''}"
+          f"{args.head} head fitted on the training features), against the full network:")
+    with pd.option_context("display.width", 200):
+        print(table.to_string(float_format=lambda v: f"{v:,.0f}" if v >= 1000 else f"{v:.4g}"))
+    if args.output:
+        print(f"wrote {args.output}; load it with torch.export.load(path).module(), inputs normalised as in training")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inc", description="Intermediate Neural Collapse companion")
     p.add_argument("--threads", type=_positive_int, default=None,
@@ -188,6 +201,17 @@ def parser() -> argparse.ArgumentParser:
                                      "the notebooks' install cells and Colab badges, and the README")
     c.add_argument("--branch", default="main", help="branch the Colab badges open (default: main)")
     c.set_defaults(func=_colab)
+
+    c = sub.add_parser("prune", help="cut a run's network at one layer, fit a closed-form head, export it (.pt2)")
+    c.add_argument("run", help="run name (see `inc runs`) or run folder")
+    c.add_argument("--layer", default="auto", help="layer number, or 'auto' for the layer of collapse (default)")
+    c.add_argument("--head", default="ridge", choices=["ncc", "ridge"],
+                   help="nearest class centre, or least squares on one-hot targets (default)")
+    c.add_argument("-o", "--output", default=None, help="write the truncated model here (torch.export, .pt2)")
+    c.add_argument("--device", default=None)
+    c.add_argument("--data-dir", default=None)
+    c.add_argument("--runs-dir", default=None)
+    c.set_defaults(func=_prune)
 
     r = sub.add_parser("runs", help="list runs with their status")
     r.add_argument("--runs-dir", default=None)

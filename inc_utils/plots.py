@@ -415,3 +415,66 @@ def plot_neuron_sparsity(neurons: pd.DataFrame, title: str = "", collapse: int |
                         Patch(color=mean, alpha=0.25, label="± 1 std of them")], loc="outside lower center", ncol=3)
     fig.suptitle(title, fontweight="bold")
     return fig
+
+
+# Chapter 5: cutting the network ------------------------------------------------------------------
+
+HEAD_LABELS = {"ncc": "nearest class centre", "ridge": "ridge (least squares)"}
+
+
+def plot_pruning_accuracy(table: pd.DataFrame, collapse: int | None = None, title: str = "") -> plt.Figure:
+    """Test accuracy of the network cut at each layer with each closed-form head
+    (``prune.layer_table``), the full network's as a horizontal line, the layer of collapse marked."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for head, rows in table[table["layer"] >= 0].groupby("head"):
+        ax.plot(rows["layer"], rows["accuracy"], marker="o", markersize=4, label=HEAD_LABELS.get(head, head))
+    net = table.loc[table["head"] == "network", "accuracy"].item()
+    ax.axhline(net, color="black", linewidth=1, label=f"full network ({net:.3f})")
+    _mark_collapse(ax, collapse)
+    ax.set_xticks(sorted(table.loc[table["layer"] >= 0, "layer"].unique()))
+    ax.set(xlabel="cut at layer", ylabel="test accuracy", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pruning_cost(costs: pd.DataFrame, speed: pd.DataFrame, collapse: int | None = None,
+                      title: str = "") -> plt.Figure:
+    """Left: parameters and multiply-adds kept, as fractions of the full network's (``costs``:
+    ``prune.cost_table``). Right: measured speed-up against the full network per batch size
+    (``speed``: ``prune.speed_table``), log scale."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for column, label in (("params_frac", "parameters"), ("macs_frac", "multiply-adds")):
+        left.plot(costs["layer"], costs[column], marker="o", markersize=4, label=label)
+    left.set(xlabel="cut at layer", ylabel="fraction of the full network", ylim=(0, 1.05), title="cost kept")
+    for batch, rows in speed[speed["layer"] >= 0].groupby("batch"):
+        right.plot(rows["layer"], rows["speedup"], marker="o", markersize=4, label=f"batch {batch}")
+    right.axhline(1, color="black", linewidth=1)
+    right.set(xlabel="cut at layer", ylabel="speed-up (full / cut)", yscale="log", title="measured speed-up")
+    for ax in (left, right):
+        _mark_collapse(ax, collapse)
+        ax.set_xticks(sorted(costs["layer"]))
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_keep_vs_collapse(rows: pd.DataFrame, num_layers: int, title: str = "") -> plt.Figure:
+    """Earliest layer that keeps the full accuracy (``keeps_<head>`` columns) against the layer of
+    collapse, one point per run (jittered); "none" (x or y = ``num_layers``) = never."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    rng = np.random.default_rng(0)
+    for column, marker in (("keeps_ncc", "s"), ("keeps_ridge", "o")):
+        x = pd.to_numeric(rows["collapse_layer"], errors="coerce").fillna(num_layers).to_numpy(float)
+        y = pd.to_numeric(rows[column], errors="coerce").fillna(num_layers).to_numpy(float)
+        ax.scatter(x + rng.uniform(-0.12, 0.12, len(x)), y + rng.uniform(-0.12, 0.12, len(y)), marker=marker,
+                   alpha=0.7, edgecolor="black", linewidth=0.4, label=HEAD_LABELS[column.split("_")[1]])
+    ticks = [*map(str, range(num_layers)), "none"]
+    ax.plot([0, num_layers], [0, num_layers], color="gray", linewidth=0.8, linestyle=":")
+    ax.set_xticks(range(num_layers + 1), ticks)
+    ax.set_yticks(range(num_layers + 1), ticks)
+    ax.set(xlabel="layer of collapse", ylabel="earliest layer keeping the accuracy", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -314,6 +314,16 @@ def save_checkpoint_bytes(path: Path, data: bytes) -> None:
     atomic_write_text(_sidecar(path), hashlib.sha256(data).hexdigest())
 
 
+def find_run(name: str | Path, runs_dir: str | Path | None = None) -> Run:
+    """A run given as a folder or as a name in ``runs_dir``; FileNotFoundError (one line) if neither."""
+    path = Path(name)
+    if not (path / "config.yaml").exists():
+        path = Path(runs_dir or default_runs_dir()) / name
+    if not (path / "config.yaml").exists():
+        raise FileNotFoundError(f"no run {str(name)!r} (looked for {path}/config.yaml); `inc runs` lists them")
+    return Run(path)
+
+
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
