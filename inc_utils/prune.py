@@ -401,8 +401,8 @@ def prune_run(run, layer: int | str = "auto", head: str = "ridge", output: str |
 
 # ----------------------------------------------------------------------------- across a sweep
 def sweep_keeps(configs: list, *, tolerance: float = 0.01, measure: str = "rel_trace_w", threshold: float = 0.2,
-                accuracy_floor: float = 0.35, runs_dir: str | Path | None = None, device: str | None = None,
-                data_root: str | Path | None = None) -> pd.DataFrame:
+                accuracy_floor: float = 0.35, train_accuracy_floor: float = 0.0, runs_dir: str | Path | None = None,
+                device: str | None = None, data_root: str | Path | None = None) -> pd.DataFrame:
     """``measure.collapse_summary`` of finished runs plus, for each included run (MLP or ConvNet),
     the earliest layer whose NCC / ridge head keeps its test accuracy within ``tolerance``
     (columns ``keeps_ncc``, ``keeps_ridge``; ridge penalty = the run's weight decay) and
@@ -413,7 +413,8 @@ def sweep_keeps(configs: list, *, tolerance: float = 0.01, measure: str = "rel_t
     from .train import load_splits, resolve_device
     device = resolve_device(device)
     summary = collapse_summary(configs, runs_dir=runs_dir, measure=measure, threshold=threshold,
-                               accuracy_floor=accuracy_floor, device=device, data_root=data_root)
+                               accuracy_floor=accuracy_floor, train_accuracy_floor=train_accuracy_floor,
+                               device=device, data_root=data_root)
     keeps = {"keeps_ncc": [], "keeps_ridge": []}
     for cfg, (_, row) in zip(configs, summary.iterrows()):
         if cfg.arch == "resnet" and row["included"]:

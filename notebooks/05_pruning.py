@@ -32,48 +32,52 @@
 # Finally, over chapter 2's hyperparameter sweep, we ask whether the earliest layer that keeps
 # the network's accuracy moves with the layer of collapse.
 
-# %%
-# Colab: install the package (torch is already there). Elsewhere this cell does nothing.
+# %% tags=["colab-install"]
+# Colab: this copy of the notebook names no repository to install the package from
+# (`inc colab` writes it here from the git remote). Elsewhere this cell does nothing.
 import importlib.util
-import subprocess
 import sys
 
-INC_REPO = "git+https://github.com/inc-companion/inc-companion"  # edit if you work from a fork
 if "google.colab" in sys.modules and importlib.util.find_spec("inc_utils") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"inc-utils[notebooks] @ {INC_REPO}"], check=True)
+    raise ModuleNotFoundError("inc_utils is not installed: run !pip install "
+                              "'inc-utils[notebooks] @ git+URL' in a cell, with URL the address "
+                              "of the repository this notebook comes from")
 
 # %% tags=["parameters"]
 experiment = {"dataset": "digits", "arch": "mlp", "depth": 8, "width": 256, "epochs": 400, "lr": 0.05,
               "weight_decay": 0.005, "lr_milestones": [114, 228], "checkpoints": [10, 25, 50, 100, 200],
               "eval_every": 10}
-sweep_params = "params/smoke/02_collapse_vs_generalization.yaml"  # chapter 2's runs, relative to the project
+sweep_scale = "smoke"      # the scale of chapter 2's sweep whose runs are compared (None: skip that section)
 tolerance = 0.01           # a cut keeps the accuracy if it loses at most this much test accuracy (1 point)
 collapse_measure = "rel_trace_w"
 collapse_threshold = 0.2
 latency_repeats = 30
 device = "auto"
 data_dir = None
+scale = None               # a name under params/ (smoke, cpu, paper, ...): its values replace those above
+download = None            # fetch missing torchvision datasets; None: in Colab only
+drive_folder = None        # Colab: keep runs in this Google Drive folder, to resume after a dropped session
 
 # %%
-import os
 import warnings
-from pathlib import Path
 
 import matplotlib.pyplot as plt
-import pandas as pd
 import torch
+from IPython.display import Markdown
 
+from inc_utils import claims as K
 from inc_utils import plots
 from inc_utils import prune as P
-from inc_utils.claims_prune import chapter5
-from inc_utils.config import from_dict, read_yaml
+from inc_utils import session
+from inc_utils.config import from_dict
 from inc_utils.measure import load_model, measure_run
 from inc_utils.metrics import collapse_layer
-from inc_utils.runs import project_root
 from inc_utils.sweep import configs_in, run_sweep
 from inc_utils.train import load_splits, resolve_device, train
 
 warnings.filterwarnings("ignore", category=UserWarning)
+globals().update(session.scale_parameters("05_pruning", scale))
+session.prepare({"experiment": experiment}, data_dir, download, drive_folder)
 device = resolve_device(device)
 print("GPU:", torch.cuda.get_device_name() if device.startswith("cuda") else "none, running on the CPU")
 cfg = from_dict(experiment)
@@ -140,7 +144,7 @@ print(speed.pivot(index="layer", columns="batch", values="speedup").round(2).to_
 # %%
 if collapse is not None:
     head = P.fit_heads(model, lambda: train_set.batches(1024), [collapse], ("ridge",), ridge=cfg.weight_decay)
-    target = Path(os.environ.get("INC_BUILD_DIR", "build/lab")) / "ch5_cut_at_collapse.pt2"
+    target = session.output_dir() / "ch5_cut_at_collapse.pt2"
     path = P.export(P.truncate(model, head[collapse, "ridge"]), target, train_set.in_shape)
     print("exported the network cut at the collapse layer to", path)
 
@@ -154,18 +158,18 @@ if collapse is not None:
 # hit when chapter 2 ran first); runs below chapter 2's accuracy floor, and ResNets, are left out.
 
 # %%
-sweep_file = (project_root() or Path.cwd()) / sweep_params
-if sweep_file.exists():
-    sweep_settings = read_yaml(sweep_file)
+sweep_settings = session.scale_parameters("02_collapse_vs_generalization", sweep_scale)
+if sweep_settings:
     sweep_configs = configs_in(sweep_settings)
     run_sweep(sweep_configs, batched=sweep_settings.get("batched", True),
               group_size=sweep_settings.get("group_size"), device=device, data_root=data_dir)
     sweep = P.sweep_keeps(sweep_configs, tolerance=tolerance, measure=collapse_measure, threshold=collapse_threshold,
-                          accuracy_floor=sweep_settings.get("accuracy_floor", 0.35), device=device,
+                          accuracy_floor=sweep_settings.get("accuracy_floor", 0.35),
+                          train_accuracy_floor=sweep_settings.get("train_accuracy_floor", 0.0), device=device,
                           data_root=data_dir)
 else:
     sweep = None
-    print(f"{sweep_params} does not exist at this scale yet: the sweep section is skipped")
+    print("no sweep_scale: the sweep section is skipped")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -190,19 +194,16 @@ if sweep is not None:
         plt.show()
 
 # %% [markdown]
-# ## Claims
+# ## What this run shows: the claims table
 #
-# What the thesis proposes, next to what this run measured. "Keeps the accuracy" means losing at
-# most `tolerance` of test accuracy; the rank correlations are over all included sweep runs
-# (every architecture together), one per head.
+# What thesis 5.5.1 proposes (and 5.1, 5.3 argue), next to what this run measured, by the fixed
+# rules of `inc_utils.claims.chapter5`. "Keeps the accuracy" means losing at most `tolerance` of
+# test accuracy; the rank correlations are over all included sweep runs (every architecture
+# together), one per head. This table, not the prose above, is what this run shows; it is also
+# saved for the book's index page.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-table = chapter5(layers, collapse, correlations, tolerance)
-with pd.option_context("display.max_colwidth", None, "display.width", 250):
-    print(table.to_string(index=False))
-
-# %%
-claims_dir = Path(os.environ.get("INC_BUILD_DIR", "build/lab")) / "claims"
-claims_dir.mkdir(parents=True, exist_ok=True)
-table.to_csv(claims_dir / "05_pruning.csv", index=False)
+claims = K.chapter5(layers, collapse, correlations, tolerance)
+K.save(claims, "05_pruning")
+Markdown(K.to_markdown(claims))

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 
 from inc_utils.__main__ import main
-from inc_utils.claims_prune import chapter5
+from inc_utils.claims import chapter5
 from inc_utils.capture import stream_features
 from inc_utils.config import RunConfig
 from inc_utils.measure import load_model, measure_run
