@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks as one short script (about 3 minutes on an H100/H200, plus the machine's start):
 # the CUDA tests (tests/test_device.py and the CUDA data test), then the training throughput
-# benchmark at full size (MLP-10, width 1024, Fashion-MNIST), in float32 and with TF32 products.
+# benchmark at full size (MLP-10, width 1024, Fashion-MNIST), in float32 and with TF32 products,
+# then the latency of networks cut at each layer (benchmarks/prune_latency.py, chapter 5).
 #
 #   bash benchmarks/gpu_check.sh prepare   # here, once: stage what a bare GPU machine lacks
 #   bash benchmarks/gpu_check.sh           # there, e.g. through the device tool with carry [".whl", ".data"]
@@ -44,5 +45,9 @@ python3 -m pytest -o addopts="" -p no:cacheprovider -q -ra \
 for precision in highest high; do
     python3 benchmarks/train_throughput.py --k33 --repeats 2 --workers 4 --matmul-precision "$precision" \
         --csv "$OUT/throughput-$precision.csv" "$@" 2>&1 | tee "$OUT/throughput-$precision.txt" || status=1
+done
+for shape in "--depth 10 --width 1024 --in-shape 3 32 32" "--depth 8 --width 256 --in-shape 1 28 28"; do
+    python3 benchmarks/prune_latency.py --device cuda --repeats 100 $shape 2>&1 \
+        | tee -a "$OUT/prune_latency.txt" || status=1
 done
 exit $status
