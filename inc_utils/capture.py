@@ -5,13 +5,10 @@ pre-hooks. They work on any ``nn.Module``: pass ``[p.module for p in probe_point
 or any list of submodules. Nothing is kept beyond the current batch, so memory stays at one
 batch of activations whatever the size of the data.
 
-Two views of a captured batch ``x`` of shape ``(B, *shape)``:
-
-- ``flat_view(x)``: ``(B, d)`` with ``d = prod(shape)``, e.g. a conv map ``(B, C, H, W)``
-  becomes ``(B, C*H*W)``. NC1, NC2, NC4, traces and CDNV use this view.
-- ``channel_view(x, dim)``: ``(B, n_channels)``, the mean over every position that is not the
-  channel; each input channel is one feature (thesis 2.3.4, last paragraph). NC3 pairs this
-  view with ``weight_matrix(W)`` (``(out*kh*kw, in)`` for a conv, see ``metrics``).
+A captured batch ``x`` of shape ``(B, *shape)`` is seen through ``flat_view(x)``: ``(B, d)``
+with ``d = prod(shape)``, e.g. a conv map ``(B, C, H, W)`` becomes ``(B, C*H*W)``. NC1, NC2,
+NC4, traces and CDNV use this view; NC3 keeps the input channels apart (``channel_dim``,
+``metrics.nc3_mean_basis``).
 """
 from __future__ import annotations
 
@@ -52,17 +49,6 @@ def channel_dim(module: nn.Module) -> int:
     """Dimension of the input channels in the module's input: 1 for a conv (weight of rank > 2), else -1."""
     weight = getattr(module, "weight", None)
     return 1 if isinstance(weight, torch.Tensor) and weight.ndim > 2 else -1
-
-
-def channel_view(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """(B, *shape) -> (B, shape[dim - 1]): the mean over all non-batch dimensions except ``dim``.
-
-    ``x`` (B, C, H, W) with ``dim=1`` gives the per-channel spatial means (B, C); a 2-D ``x``
-    is returned as it is. The same function maps class means (C, *shape) to per-channel means.
-    """
-    keep = dim % x.ndim
-    others = [i for i in range(1, x.ndim) if i != keep]
-    return x.mean(dim=others) if others else x
 
 
 def stream_features(model: nn.Module, batches: Batches, modules: Sequence[nn.Module], consume: Consumer, *,

@@ -237,7 +237,7 @@ def nc3_mean_basis(means: torch.Tensor, counts: torch.Tensor, *, centered_means:
       the input channels"): every position of every class mean is a column of M (in x C·P),
       and Q_M holds its top C left singular vectors, as in the authors' code;
     - "average": the span of the means averaged over positions (C, in), each channel's spatial
-      mean (``capture.channel_view``; this project's definition before the thesis's).
+      mean (this project's definition before the thesis's).
 
     Either way r ≤ C, and r ≤ the rank the centred means can have: C − 1 for a Linear, whose
     centred means sum to zero with weights n_c, and for "average"; (C − 1)·P for "flatten".
