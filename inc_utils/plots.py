@@ -429,8 +429,8 @@ def plot_pruning_accuracy(table: pd.DataFrame, collapse: int | None = None, titl
     for head, rows in table[table["layer"] >= 0].groupby("head"):
         ax.plot(rows["layer"], rows["accuracy"], marker="o", markersize=4, label=HEAD_LABELS.get(head, head))
     net = table.loc[table["head"] == "network", "accuracy"].item()
-    ax.axhline(net, color="black", linewidth=1, label=f"full network ({net:.3f})")
-    _mark_collapse(ax, collapse)
+    ax.axhline(net, **NETWORK_LINE, label=f"full network ({net:.3f})")
+    mark_collapse(ax, collapse)
     ax.set_xticks(sorted(table.loc[table["layer"] >= 0, "layer"].unique()))
     ax.set(xlabel="cut at layer", ylabel="test accuracy", title=title)
     ax.legend(fontsize=8)
@@ -449,10 +449,10 @@ def plot_pruning_cost(costs: pd.DataFrame, speed: pd.DataFrame, collapse: int | 
     left.set(xlabel="cut at layer", ylabel="fraction of the full network", ylim=(0, 1.05), title="cost kept")
     for batch, rows in speed[speed["layer"] >= 0].groupby("batch"):
         right.plot(rows["layer"], rows["speedup"], marker="o", markersize=4, label=f"batch {batch}")
-    right.axhline(1, color="black", linewidth=1)
+    right.axhline(1, **NETWORK_LINE, label="full network")
     right.set(xlabel="cut at layer", ylabel="speed-up (full / cut)", yscale="log", title="measured speed-up")
     for ax in (left, right):
-        _mark_collapse(ax, collapse)
+        mark_collapse(ax, collapse)
         ax.set_xticks(sorted(costs["layer"]))
         ax.legend(fontsize=8)
     fig.suptitle(title)

@@ -168,3 +168,27 @@ def test_l1_and_neuron_panels_are_labelled_with_a_legend():
     assert len(fig.axes) == 4 and all(ax.get_ylabel() for ax in fig.axes)
     assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["layer 1", "layer 2 (collapsed)"]
     assert len(legend_texts(fig)) == 3
+
+
+def test_pruning_figures_draw_the_known_curves_the_network_and_the_collapse_layer():
+    heads = {"ncc": [0.5, 0.8, 0.9], "ridge": [0.6, 0.85, 0.9]}
+    table = pd.DataFrame([dict(layer=l, head=h, accuracy=a) for h, accs in heads.items() for l, a in enumerate(accs)]
+                         + [dict(layer=-1, head="network", accuracy=0.91)])
+    ax = plots.plot_pruning_accuracy(table, collapse=2, title="t").axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["ridge (least squares)"].get_ydata(), heads["ridge"])
+    assert lines["full network (0.910)"].get_ydata()[0] == pytest.approx(0.91)
+    assert list(lines["layer of collapse"].get_xdata()) == [2, 2]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("cut at layer", "test accuracy")
+
+    costs = pd.DataFrame(dict(layer=[0, 1, 2], params_frac=[0.0, 0.4, 1.0], macs_frac=[0.01, 0.5, 1.0]))
+    speed = pd.DataFrame([dict(layer=l, batch=b, speedup=s) for b in (1, 256) for l, s in enumerate([4.0, 2.0, 1.0])])
+    left, right = plots.plot_pruning_cost(costs, speed, collapse=1).axes
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["parameters", "multiply-adds", "layer of collapse"]
+    assert {t.get_text() for t in right.get_legend().get_texts()} >= {"batch 1", "batch 256", "full network"}
+    assert right.get_yscale() == "log" and right.get_ylabel() == "speed-up (full / cut)"
+
+    rows = pd.DataFrame(dict(collapse_layer=[2, None], keeps_ncc=[1, 2], keeps_ridge=[None, 0]))
+    ax = plots.plot_keep_vs_collapse(rows, num_layers=3).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "none"]
+    assert ax.get_xlabel() == "layer of collapse"
