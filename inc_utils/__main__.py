@@ -104,7 +104,7 @@ def _colab(args) -> None:
     from pathlib import Path
     from .colab import update
     from .runs import project_root
-    root = project_root()
+    root = project_root(Path.cwd())  # only the checkout you are in: never the one the package came from
     if root is None:
         raise FileNotFoundError(f"{Path.cwd()} is not inside a checkout of this project "
                                 "(no pyproject.toml + inc_utils/)")

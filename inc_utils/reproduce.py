@@ -86,7 +86,10 @@ def describe_estimate(plan_table: pd.DataFrame, root: Path | None = None) -> str
     """The training time of ``plan_scale``'s table on each device of ``benchmarks/throughput.yaml``."""
     from .throughput import describe, estimate, read_table
     source = Path("benchmarks") / "throughput.yaml"
-    table = read_table((root or find_root()) / source)
+    path = (root or find_root()) / source
+    if not path.is_file():
+        return f"no {source} in this project: no training-time estimate"
+    table = read_table(path)
     return describe(estimate(plan_table, table), str(source))
 
 

@@ -50,7 +50,7 @@ def output_dir() -> Path:
     ``build/lab`` in the project root, else ``build/lab`` under the working directory (Colab)."""
     if os.environ.get("INC_BUILD_DIR"):
         return Path(os.environ["INC_BUILD_DIR"])
-    return (project_root() or Path.cwd()) / "build" / "lab"
+    return (project_root(Path.cwd()) or Path.cwd()) / "build" / "lab"
 
 
 def figures_dir() -> Path:

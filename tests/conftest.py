@@ -14,4 +14,8 @@ os.environ["INC_RUNS_DIR"] = os.path.join(_session, "runs")
 os.environ["INC_BUILD_DIR"] = os.path.join(_session, "build")       # claims and figures of chapters
 os.environ["INC_FIGURES_DIR"] = os.path.join(_session, "figures")
 os.environ["INC_PROGRESS"] = "0"
+# One torch thread in this process, its subprocesses and the notebook kernels, as the package's
+# default (INC_THREADS): bitwise comparisons between processes and the nbval references need the
+# same kernels everywhere, whatever the machine's core count.
+os.environ["OMP_NUM_THREADS"] = os.environ["INC_THREADS"] = "1"
 os.environ["MPLBACKEND"] = "Agg"

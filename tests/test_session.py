@@ -19,7 +19,7 @@ def test_a_scale_loads_the_chapters_parameter_file_also_outside_the_repository(t
     assert colab == read_yaml(ROOT / "params/colab/01_intermediate_nc.yaml")
     assert colab["experiments"][0]["dataset"] == "fashion_mnist"
     assert session.scale_parameters("01_intermediate_nc", None) == {}
-    with pytest.raises(ConfigError, match=r"scale 'huge'.*scales with this chapter: colab, paper, smoke"):
+    with pytest.raises(ConfigError, match=r"scale 'huge'.*scales with this chapter: colab, cpu, paper, smoke"):
         session.scale_parameters("01_intermediate_nc", "huge")
 
 
