@@ -115,7 +115,9 @@ def test_jupyterlab_opens_a_chapter_as_a_notebook_and_runs_it(browser, jupyterla
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)   # a notebook, not a text editor
     import jupytext
     expected = len(jupytext.read(root / "notebooks" / f"{CHAPTER}.py").cells)
-    assert page.evaluate("() => window.jupyterapp.shell.currentWidget.content.model.cells.length") == expected
+    count = "() => window.jupyterapp.shell.currentWidget.content.model.cells.length"
+    page.wait_for_function(f"() => ({count})() === {expected}", timeout=60_000)  # the model fills in after the first cell
+    assert page.evaluate(count) == expected
 
     cells = page.evaluate(RUN_ALL)
     code = [c for c in cells if c["type"] == "code"]

@@ -86,6 +86,7 @@ def torch_threads(monkeypatch):
     import inc_utils.train as train_module
     before = torch.get_num_threads()
     monkeypatch.setattr(train_module, "_threads_set", False)
+    monkeypatch.setenv("INC_THREADS", os.environ.get("INC_THREADS", "1"))  # restored after `inc --threads` sets it
     yield train_module
     torch.set_num_threads(before)
 
