@@ -132,8 +132,10 @@ def test_sigkill_then_resume_is_bitwise_equal(tmp_path):
     assert killed.status()["status"] == "running", "the run finished before it could be killed"
     assert 6 <= max(killed.checkpoint_epochs()) < cfg.epochs
 
-    resumed = train(cfg, runs_dir=tmp_path / "killed", progress=False)
-    reference = train(cfg, runs_dir=tmp_path / "reference", progress=False)
+    for runs_dir in ("killed", "reference"):  # resumed and uninterrupted, each in a fresh process like the killed one
+        subprocess.run([sys.executable, "-m", "inc_utils", "train", str(path), "--runs-dir", str(tmp_path / runs_dir)],
+                       env={**os.environ, "INC_PROGRESS": "0"}, check=True, capture_output=True)
+    resumed, reference = killed, Run.for_config(cfg, tmp_path / "reference")
     assert resumed.status()["status"] == "done"
     for key, value in _weights(reference).items():
         assert torch.equal(value, _weights(resumed)[key]), key
