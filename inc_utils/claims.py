@@ -390,8 +390,8 @@ def chapter5(layers: pd.DataFrame, collapse: int | None,
         loss = net - acc.loc[collapse]
         kept = min(loss["ncc"], loss["ridge"]) <= tolerance + 1e-12
         rows.append((claim, "5.5.1",
-                     f"cut at the collapse layer {collapse} of {last}: loses {_points(loss['ridge'])} points of "
-                     f"test accuracy with the ridge head, {_points(loss['ncc'])} with NCC "
+                     f"cut at the collapse layer {collapse} of {last}: test accuracy changes by "
+                     f"{100 * -loss['ridge']:+.1f} points with the ridge head, {100 * -loss['ncc']:+.1f} with NCC "
                      f"(full {net:.3f}); saves {100 * (1 - macs.loc[collapse]):.0f}% of the multiply-adds",
                      verdict(bool(kept))))
 

@@ -113,7 +113,7 @@ print(layers[["layer", "head", "accuracy", "agreement", "params_frac", "macs_fra
 
 # %% [markdown]
 # The figure: each head's test accuracy against the layer at which the network is cut, the full
-# network's accuracy as the black line, and the layer of collapse dashed in green.
+# network's accuracy as the dotted black line, and the layer of collapse dashed in green.
 
 # %%
 plots.save_figure(plots.plot_pruning_accuracy(layers, collapse, f"Cut and refit — {label}"), "ch5_accuracy")
@@ -155,7 +155,7 @@ if collapse is not None:
 # collapse. For each, we find the earliest layer whose head keeps the full network's test
 # accuracy within the tolerance, and compute Spearman's rank correlation with the collapse
 # layer ("never" ranks after the last layer). Runs that are missing are trained here (a cache
-# hit when chapter 2 ran first); runs below chapter 2's accuracy floor, and ResNets, are left out.
+# hit when chapter 2 ran first); runs below chapter 2's accuracy floors, and ResNets, are left out.
 
 # %%
 sweep_settings = session.scale_parameters("02_collapse_vs_generalization", sweep_scale)

@@ -196,8 +196,8 @@ def test_claims_table_is_generated_from_the_numbers():
     table = chapter5(layers, collapse=2, correlations={"ncc": (0.8, 0.01, 9), "ridge": (0.1, 0.7, 9)})
     assert list(table.columns) == ["claim", "thesis", "this_run", "holds"]
     assert table.holds.tolist() == ["yes", "yes", "yes", "yes", "no"]
-    assert table.this_run[0] == ("cut at the collapse layer 2 of 3: loses 2.0 points of test accuracy with the "
-                                 "ridge head, 0.5 with NCC (full 0.900); saves 25% of the multiply-adds")
+    assert table.this_run[0] == ("cut at the collapse layer 2 of 3: test accuracy changes by -2.0 points with the "
+                                 "ridge head, -0.5 with NCC (full 0.900); saves 25% of the multiply-adds")
     assert table.this_run[2] == "every earlier cut loses more than 1.0 point(s) (least: 5.0)"
     assert table.this_run[3] == "Spearman rho = 0.80 (p = 0.01) over 9 sweep runs"
     early = chapter5(_layers(ncc=[0.5, 0.895, 0.7, 0.9], ridge=[0.6, 0.7, 0.88, 0.9]), 3, None)
