@@ -2,7 +2,7 @@
 
 Layout of ``build/<scale>/``: ``NN_name.ipynb`` (executed chapter) and ``NN_name.html`` beside it,
 ``figures/chN_*.png|pdf`` (chapter N's figures), and optionally ``claims/NN_name.csv`` with columns
-claim, thesis, this_run, holds (holds in ``HOLDS``). Pages are written readable by others
+claim, thesis, this_run, effect, margin, basis, holds (holds in ``HOLDS``). Pages are written readable by others
 (0666 less the umask) and never hold nbval's ``# NBVAL_*`` markers.
 """
 from __future__ import annotations
@@ -70,10 +70,13 @@ def to_html(notebook: Path) -> Path:
 def _claims_table(path: Path) -> str:
     if not path.exists():
         return '<p class="muted">No claims table for this chapter.</p>'
-    claims = pd.read_csv(path, dtype=str, keep_default_na=False)
-    head = "".join(f"<th>{c}</th>" for c in ("claim", "thesis", "this run", "holds"))
+    from .claims import number
+    claims = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"basis": str}).fillna({"basis": ""})
+    head = "".join(f"<th>{c}</th>" for c in ("claim", "thesis", "this run", "effect", "margin", "holds"))
+    cell = lambda v: f"<td>{html.escape(str(v))}</td>"
     rows = "".join(
-        f"<tr><td>{html.escape(r.claim)}</td><td>{html.escape(r.thesis)}</td><td>{html.escape(r.this_run)}</td>"
+        f"<tr>{cell(r.claim)}{cell(r.thesis)}{cell(r.this_run)}{cell(number(r.effect))}"
+        f"{cell(number(r.margin) + (f' ({r.basis})' if r.basis else ''))}"
         f'<td><span class="badge {HOLDS.get(r.holds, "unmeasurable")}">{html.escape(r.holds)}</span></td></tr>'
         for r in claims.itertuples())
     return f'<table class="claims"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'

@@ -226,7 +226,7 @@ for dataset, tables in by_dataset.items():
 # NBVAL_CHECK_OUTPUT
 label, (run, metrics, spectra) = next(iter(results.items()))
 claims = K.chapter1(metrics, spectra, measure=collapse_measure, threshold=collapse_threshold)
-K.save(claims, "01_intermediate_nc")
+K.save(claims, "01_intermediate_nc", session.output_dir() / "claims")
 Markdown(f"**{label}**\n\n" + K.to_markdown(claims))
 
 # %% [markdown]

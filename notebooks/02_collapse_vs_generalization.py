@@ -164,7 +164,7 @@ print(pairs.round(3).to_string())
 claims = pd.concat([K.chapter2(summary[summary.sweep == label], num_layers(configs[0].arch, configs[0].depth),
                                label=label if len(sweep_configs) > 1 else None)
                     for label, configs in sweep_configs.items()], ignore_index=True)
-K.save(claims, "02_collapse_vs_generalization")
+K.save(claims, "02_collapse_vs_generalization", session.output_dir() / "claims")
 Markdown(K.to_markdown(claims))
 
 # %% [markdown]

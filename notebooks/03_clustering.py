@@ -232,7 +232,7 @@ print(side_431.round(3).to_string(index=False), side_432.round(3).to_string(inde
 # %%
 # NBVAL_CHECK_OUTPUT
 claims = K.chapter3(table, hierarchy, collapse, num_classes=len(set(y.tolist())))
-K.save(claims, "03_clustering")
+K.save(claims, "03_clustering", session.output_dir() / "claims")
 Markdown(K.to_markdown(claims))
 
 # %% [markdown]

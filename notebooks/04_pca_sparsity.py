@@ -162,7 +162,7 @@ print(per_layer.join(top).round(3).to_string())
 # %%
 # NBVAL_CHECK_OUTPUT
 claims = K.chapter4(components, spectrum, neurons, collapse, num_classes=len(set(y.tolist())), level=variance_level)
-K.save(claims, "04_pca_sparsity")
+K.save(claims, "04_pca_sparsity", session.output_dir() / "claims")
 Markdown(K.to_markdown(claims))
 
 # %% [markdown]

@@ -205,5 +205,5 @@ if sweep is not None:
 # %%
 # NBVAL_CHECK_OUTPUT
 claims = K.chapter5(layers, collapse, correlations, tolerance)
-K.save(claims, "05_pruning")
+K.save(claims, "05_pruning", session.output_dir() / "claims")
 Markdown(K.to_markdown(claims))

@@ -57,10 +57,10 @@ def build(tmp_path):
         for ext in ("png", "pdf"):
             (out / "figures" / f"{name}.{ext}").write_bytes(b"figure")
     (out / "claims" / "01_intermediate_nc.csv").write_text(
-        "claim,thesis,this_run,holds\n"
-        "collapse in the middle,layer 5 of 10,layer 3 of 8,yes\n"
-        "NC2 reaches zero,< 0.01,0.2,no\n"
-        "\"ResNet50, zig-zag\",yes,-,not measurable at this scale\n")
+        "claim,thesis,this_run,effect,margin,basis,holds\n"
+        "collapse in the middle,layer 5 of 10,layer 3 of 8,2.0,1.0,seed spread,yes\n"
+        "NC2 reaches zero,< 0.01,0.2,-0.19,0.01,2 SE,no\n"
+        "\"ResNet50, zig-zag\",yes,-,,,one seed only,not measurable at this scale\n")
     return out, notebooks
 
 

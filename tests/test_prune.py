@@ -9,6 +9,7 @@ import torch
 from scipy.stats import spearmanr
 
 from inc_utils.__main__ import main
+from inc_utils import claims as K
 from inc_utils.claims import chapter5
 from inc_utils.capture import stream_features
 from inc_utils.config import RunConfig
@@ -194,7 +195,7 @@ def _layers(ncc, ridge, net=0.9):
 def test_claims_table_is_generated_from_the_numbers():
     layers = _layers(ncc=[0.5, 0.7, 0.895, 0.9], ridge=[0.6, 0.85, 0.88, 0.9])
     table = chapter5(layers, collapse=2, correlations={"ncc": (0.8, 0.01, 9), "ridge": (0.1, 0.7, 9)})
-    assert list(table.columns) == ["claim", "thesis", "this_run", "holds"]
+    assert list(table.columns) == list(K.COLUMNS)
     assert table.holds.tolist() == ["yes", "yes", "yes", "yes", "no"]
     assert table.this_run[0] == ("cut at the collapse layer 2 of 3: test accuracy changes by -2.0 points with the "
                                  "ridge head, -0.5 with NCC (full 0.900); saves 25% of the multiply-adds")
