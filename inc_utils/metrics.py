@@ -486,6 +486,12 @@ def weight_spectra(points: Sequence[ProbePoint], k: int = 30) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["layer", "name", "index", "sv_rel"])
 
 
+def weight_shapes(points: Sequence[ProbePoint]) -> dict[int, tuple[int, int]]:
+    """Layer -> shape (out·prod(k), in) of ``weight_matrix`` of each probe point's weight (those ``weight_spectra`` covers)."""
+    return {p.layer: tuple(weight_matrix(p.weight).shape) for p in points
+            if isinstance(getattr(p.module, "weight", None), torch.Tensor) and p.weight.ndim >= 2}
+
+
 #: Rules of ``collapse_layer``, the default first.
 COLLAPSE_RULES = ("stays", "first")
 

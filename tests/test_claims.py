@@ -7,66 +7,6 @@ from inc_utils import claims as K
 from inc_utils import metrics as M
 
 
-def _metrics(rel_by_epoch: dict[int, list[float]], ncc=1.0, net_test=0.9, avcos=0.95) -> pd.DataFrame:
-    rows = []
-    for epoch, rel in rel_by_epoch.items():
-        for layer, r in enumerate(rel):
-            for split in ("train", "test"):
-                values = {M.REL_TRACE_W: r, M.NC1: 10 * r / epoch, M.NCC_ACC: ncc if split == "train" else net_test,
-                          M.NC3_AVCOS: avcos}
-                rows += [(epoch, split, layer, m, v) for m, v in values.items()]
-        rows += [(epoch, s, -1, M.NET_ACC, a) for s, a in (("train", 1.0), ("test", net_test))]
-    return pd.DataFrame(rows, columns=["epoch", "split", "layer", "measure", "value"])
-
-
-def _spectra(epoch: int, layers: int, rank: int) -> pd.DataFrame:
-    sv = np.r_[np.ones(rank), np.full(20, 1e-3)]
-    return pd.DataFrame([(epoch, layer, i + 1, v / sv.sum()) for layer in range(layers) for i, v in enumerate(sv)],
-                        columns=["epoch", "layer", "index", "sv_rel"])
-
-
-def test_chapter1_holds_on_a_collapsed_run():
-    rel = [0.6, 0.5, 0.3, 0.1, 0.05]
-    metrics = _metrics({10: rel, 50: rel, 100: rel})
-    table = K.chapter1(metrics, _spectra(100, 5, 9))
-    assert list(table.columns) == list(K.COLUMNS)
-    assert (table.holds == K.YES).all(), table.to_string()
-    assert "layer 3 of 0-4" in table.this_run[1]
-
-
-def test_chapter1_fails_and_is_not_measurable_where_it_should():
-    metrics = _metrics({10: [0.6, 0.5, 0.3, 0.1, 0.05], 100: [0.6, 0.5, 0.3, 0.1, 0.05]}, ncc=0.95, avcos=0.5)
-    table = K.chapter1(metrics, _spectra(100, 5, 10)).set_index("claim")
-    holds = table.holds.tolist()
-    assert holds[2] == K.NO and holds[5] == K.NO and holds[6] == K.NO  # NCC < 0.99, AvCos 0.5, rank 10
-    flat = _metrics({100: [0.6, 0.6, 0.6, 0.6, 0.6]})
-    table = K.chapter1(flat, _spectra(100, 5, 9))
-    assert table.holds.tolist()[1] == K.NO                              # no collapse layer
-    assert (table.holds.iloc[2:4] == K.NOT_MEASURABLE).all()
-    assert table.holds.iloc[4] == K.NOT_MEASURABLE                      # one checkpoint: no trend over training
-
-
-def _summary(rows):
-    return pd.DataFrame(rows, columns=["lr", "weight_decay", "seed", "test_acc", "collapse_layer"]).assign(
-        included=True).astype({"collapse_layer": "Int64"})
-
-
-def test_chapter2_verdicts():
-    # Best pair (lr 0.05) collapses in the middle; seeds agree; depth tracks error monotonically.
-    rows = [(0.01, 1e-3, s, 0.80, 7) for s in (0, 1)] + [(0.05, 1e-3, s, 0.90, 4) for s in (0, 1)] + \
-           [(0.1, 1e-3, s, 0.85, 2 + s) for s in (0, 1)]
-    table = K.chapter2(_summary(rows), num_layers=9).set_index("claim").holds.tolist()
-    assert table[0] == K.YES                 # moves
-    assert table[2] == K.YES                 # best in the middle
-    assert table[3] == K.YES                 # seeds agree within one layer
-    rows = [(0.01, 1e-3, s, 0.80, 2) for s in (0, 1)] + [(0.05, 1e-3, s, 0.90, 4) for s in (0, 1)] + \
-           [(0.1, 1e-3, s, 0.85, 8 * s) for s in (0, 1)]
-    table = K.chapter2(_summary(rows), num_layers=9).holds.tolist()
-    assert table[3] == K.NO                  # one pair of three disagrees by 8 layers: 2/3 < 0.75
-    none = _summary([(0.01, 1e-3, 0, 0.8, None)])
-    assert K.chapter2(none, num_layers=9).holds.tolist() == [K.NOT_MEASURABLE] * 5
-
-
 def test_bootstrap_interval_brackets_a_perfect_correlation():
     x = np.arange(20.0)
     lo, hi = K.bootstrap_spearman(x, 2 * x + 1, n=200)

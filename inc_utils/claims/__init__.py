@@ -3,7 +3,7 @@
 ``core`` holds the table's shape and the single verdict rule (effect against a margin over noise
 or chance); ``chapterN`` holds chapter N's rules, each with its constants named at its top.
 """
-from .chapter1 import chapter1
+from .chapter1 import across_experiments, chapter1
 from .chapter2 import chapter2
 from .chapter3 import THESIS_TABLE_4_3_1, THESIS_TABLE_4_3_2, chapter3, thesis_tables_4_3
 from .chapter4 import chapter4
