@@ -21,7 +21,7 @@ import pandas as pd
 from torch import nn
 
 from .data import Dataset, load_dataset
-from .metrics import NET_ACC, measure_model, weight_spectra
+from .metrics import NET_ACC, measure_model, weight_shapes, weight_spectra
 from .models import probe_points
 from .runs import CorruptCheckpointError, Run, atomic_write_text
 from .train import build_for, configure_threads, load_splits, progress_enabled, resolve_device
@@ -39,6 +39,14 @@ def load_model(run: Run, epoch: int, device: str = "cpu", data: Dataset | None =
     model = build_for(run.config, data)
     model.load_state_dict(run.load_checkpoint(epoch, map_location=device)["model"])
     return model.to(device).eval()
+
+
+def shapes_and_sizes(run: Run, data_root: str | Path | None = None) -> tuple[dict[int, tuple[int, int]], int, int]:
+    """(layer -> weight-matrix shape, train-set size, test-set size) of ``run``: what chapter 1's
+    claims need besides the measures (random baselines of the weights, binomial errors)."""
+    train_set, test_set = load_splits(run.config, "cpu", data_root)
+    model = load_model(run, run.checkpoint_epochs()[-1], "cpu", train_set)
+    return weight_shapes(probe_points(model)), len(train_set), len(test_set)
 
 
 def _read_cache(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -353,7 +353,7 @@ class LayerAccumulator:
         n = self.counts.sum()
         tw, tb = trace_within(self.sq_dev, self.counts), trace_between(self.centred)
         acc, agree = (self.ncc_hits / n).tolist()
-        return {TRACE_W: tw, TRACE_B: tb, REL_TRACE_W: tw / (tw + tb),
+        return {TRACE_W: tw, TRACE_B: tb, REL_TRACE_W: tw / (tw + tb) if tw + tb > 0 else float("nan"),  # dead: all 0
                 NC1: nc1(self.proj_sq / n, self.singular_values),
                 CDNV: cdnv(self.rel_means, self.sq_dev / self.counts),
                 NC2_COS_MEAN: nc2_cos_mean(self.centred), NC2_COS_STD: nc2_cos_std(self.centred),

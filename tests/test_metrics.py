@@ -463,3 +463,11 @@ def test_collapse_layer_rejects_unknown_names():
     with pytest.raises(ValueError, match=r"no 'rel_trace_w' rows on split 'Train'; splits: \['train'\]"):
         m.collapse_layer(table, split="Train")
     assert m.collapse_layer(table) == 0
+
+
+def test_dead_features_give_nan_relative_trace_not_an_error():
+    # a network that died in training (all ReLUs off) has all-zero features: no collapse, no crash
+    y = torch.arange(10).repeat(5)
+    values = m.measure_features(torch.zeros(50, 8, dtype=torch.float64), y, 10)
+    assert np.isnan(values[m.REL_TRACE_W]) and values[m.TRACE_W] == 0 and values[m.TRACE_B] == 0
+    assert m.collapse_layer(pd.Series({0: values[m.REL_TRACE_W]})) is None
