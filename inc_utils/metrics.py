@@ -45,10 +45,11 @@ AvCosPABS average      mean over the r principal   eq 2.25 divides by C         
 NC3 class-mean span    centred means (the          raw means (the earlier code,     MLP: 0.002-0.054 (raw lower
                        thesis's M)                 ``centered_means=False``)        on 4 of 5 layers); ConvNet:
                                                                                     0.007, 0.056
-conv NC3 positions     flattened: top C of the     ``positions="average"``: the     ConvNet-3: 0.882 vs 0.888,
-                       (in x C·h·w) centred means  spatial mean of each channel     0.811 vs 0.814; ConvNet-6
-                       (thesis 2.3.4.1, the        (this project before)            (32 channels): 0.005-0.035
-                       authors' code)                                               either way, up to 7.6%
+conv NC3 positions     default (the authors'       the thesis's text (2.3.4.1:      ConvNet-3: 0.882 vs 0.888,
+                       code): top C of the         rows of samples x positions,     0.811 vs 0.814; ConvNet-6
+                       (in x C·h·w) per-position   "the same procedure"): the       (32 channels): 0.005-0.035
+                       centred means               class means averaged over        either way, up to 7.6%
+                                                   positions, ``"average"``
 Σ_W                    weighted by sample, 1/N Σ_i the authors' code: mean of the   small if balanced (digits: NC1
                                                    class covariances, 1/C Σ_c       0.02-0.4% lower theirs);
                                                                                     SVHN-like: 4-13% lower
@@ -233,11 +234,11 @@ def nc3_mean_basis(means: torch.Tensor, counts: torch.Tensor, *, centered_means:
     (the thesis's M) or of the raw means (the authors' earlier code). ``positions`` says how
     the P positions of a conv layer's means enter:
 
-    - "flatten" (thesis 2.3.4.1, "flatten the features ... along the dimensions which are not
-      the input channels"): every position of every class mean is a column of M (in x C·P),
-      and Q_M holds its top C left singular vectors, as in the authors' code;
-    - "average": the span of the means averaged over positions (C, in), each channel's spatial
-      mean (this project's definition before the thesis's).
+    - "flatten" (the default; the authors' code's convention): every position of every class
+      mean is a column of M (in x C·P), and Q_M holds its top C left singular vectors;
+    - "average" (the thesis's text, 2.3.4.1: features flattened to rows of samples x positions
+      and "the same procedure" as for a Linear, whose class means are then the position-averaged
+      ones): the span of the means averaged over positions (C, in), each channel's spatial mean.
 
     Either way r ≤ C, and r ≤ the rank the centred means can have: C − 1 for a Linear, whose
     centred means sum to zero with weights n_c, and for "average"; (C − 1)·P for "flatten".
