@@ -211,6 +211,30 @@ def plot_grid(tables: dict[str, pd.DataFrame], panels: list[tuple[str, str]] = G
     return _per_layer(data, panels, collapse, title, row="experiment", threshold=threshold, network=network)
 
 
+def _singular_values(ax: plt.Axes, spectra: pd.DataFrame, collapse: int | None, num_classes: int,
+                     legend: bool = True) -> None:
+    """σ_i/Σσ of each layer's weight (one epoch's ``spectra``), first C shaded, 1/C dotted, and each
+    weight's spectral gap (largest σ_i/σ_(i+1) among the leading 2C, chapter 1's claims) as a cross,
+    named in the legend ("gap after i")."""
+    from .claims.chapter1 import GAP_SEARCH, spectral_gap
+    curves = {layer: g.sort_values("index")["sv_rel"].to_numpy() for layer, g in spectra.groupby("layer")}
+    gaps = {layer: spectral_gap(v[:GAP_SEARCH * num_classes + 1]) for layer, v in curves.items() if len(v) > num_classes}
+    name = lambda l: layer_label(l, collapse) + (f", gap after {gaps[l]}" if l in gaps else "")
+    colours = dict(zip(curves, sns.color_palette(LAYERS, len(curves))))
+    for layer, v in curves.items():
+        ax.plot(np.arange(1, len(v) + 1), v, marker="o", markersize=3, markeredgewidth=0, color=colours[layer],
+                label=name(layer))
+        if layer in gaps:
+            ax.plot(gaps[layer] + 0.5, np.sqrt(v[gaps[layer] - 1] * v[gaps[layer]]), marker="x", markersize=7,
+                    color=colours[layer], linestyle="none")
+    ax.axvspan(0.5, num_classes + 0.5, color="0.5", alpha=0.12, label=f"first C = {num_classes}")
+    ax.axhline(1 / num_classes, color="0.3", linewidth=1, linestyle=":", label="1/C")
+    ax.plot([], [], marker="x", color="0.3", linestyle="none", label="spectral gap (largest σ_i/σ_(i+1), i ≤ 2C)")
+    ax.set(xlabel="singular value index i", ylabel="σ_i / Σ_j σ_j", yscale="log")
+    if legend:
+        ax.legend(title="weight acting on", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+
+
 def plot_nc3(metrics: pd.DataFrame, spectra: pd.DataFrame, title: str = "", num_classes: int = 10,
              collapse: int | None = None, top: int = 30) -> plt.Figure:
     """NC3 (thesis Fig 4.1.3, 4.1.7): relative singular values σ_i/Σσ of each layer's weight at the
@@ -218,15 +242,8 @@ def plot_nc3(metrics: pd.DataFrame, spectra: pd.DataFrame, title: str = "", num_
     collapse = final_collapse_layer(metrics) if collapse is None else collapse
     fig, (ax_sv, ax_cos) = plt.subplots(1, 2, figsize=(11, 3.8), width_ratios=[1.5, 1], layout="constrained")
     last = spectra[(spectra["epoch"] == spectra["epoch"].max()) & (spectra["index"] <= top)]
-    labels = [layer_label(layer, collapse) for layer in sorted(last["layer"].unique())]
-    sns.lineplot(last.assign(weight=last["layer"].map(lambda l: layer_label(l, collapse))), x="index", y="sv_rel",
-                 hue="weight", hue_order=labels, palette=LAYERS, marker="o", markersize=3, markeredgewidth=0,
-                 estimator=None, ax=ax_sv)
-    ax_sv.axvspan(0.5, num_classes + 0.5, color="0.5", alpha=0.12, label=f"first C = {num_classes}")
-    ax_sv.axhline(1 / num_classes, color="0.3", linewidth=1, linestyle=":", label="1/C")
-    ax_sv.set(xlabel="singular value index i", ylabel="σ_i / Σ_j σ_j", yscale="log",
-              title=f"relative singular values of each layer's weight (top {top}, last epoch)")
-    ax_sv.legend(title="weight acting on", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _singular_values(ax_sv, last, collapse, num_classes)
+    ax_sv.set_title(f"relative singular values of each layer's weight (top {top}, last epoch)")
     rows = metrics[(metrics["measure"] == M.NC3_AVCOS) & (metrics["split"] == "train") & (metrics["layer"] >= 0)]
     palette = epoch_palette(rows["epoch"])
     sns.lineplot(rows, x="layer", y="value", hue="epoch", palette=palette, marker="o", markersize=4,
@@ -236,6 +253,38 @@ def plot_nc3(metrics: pd.DataFrame, spectra: pd.DataFrame, title: str = "", num_
     ax_cos.set(xlabel="layer", ylabel=AXES[M.NC3_AVCOS][1], ylim=(0, 1.05), title=AXES[M.NC3_AVCOS][0])
     ax_cos.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_cos.legend(handles=epoch_handles(palette) + [collapse_handle(collapse)], fontsize=7, loc="lower right")
+    fig.suptitle(title, fontweight="bold")
+    return fig
+
+
+def plot_overview(experiments: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]], title: str = "",
+                  measure: str = M.REL_TRACE_W, threshold: float = 0.2, num_classes: int = 10) -> plt.Figure:
+    """Appendix B per dataset, one row per experiment (label -> (training log, metrics, spectra)):
+    train/test accuracy over epochs; the relative within-class trace per layer at the last epoch
+    with the threshold and the layer of collapse; the relative singular values of each weight at
+    the last epoch with the first C, 1/C and each weight's spectral gap marked."""
+    fig, axes = plt.subplots(len(experiments), 3, figsize=(15, 3.4 * len(experiments)), squeeze=False,
+                             width_ratios=[1, 1, 1.6], layout="constrained")
+    for (label, (log, metrics, spectra)), (ax_acc, ax_rel, ax_sv) in zip(experiments.items(), axes):
+        final = metrics[metrics["epoch"] == metrics["epoch"].max()]
+        collapse = M.collapse_layer(final, measure, threshold)
+        acc = log.dropna(subset=["test_acc"])
+        for column, colour in (("train_acc", CATEGORICAL[0]), ("test_acc", CATEGORICAL[1])):
+            ax_acc.plot(acc["epoch"], acc[column], color=colour, label=column.removesuffix("_acc"))
+        ax_acc.set(xlabel="epoch", ylabel="accuracy (eval mode)", ylim=(0, 1.02),
+                   title=f"{label}: test {acc['test_acc'].iloc[-1]:.3f}")
+        ax_acc.legend(loc="lower right", fontsize=7)
+        rel = final[(final["measure"] == measure) & (final["split"] == "train") & (final["layer"] >= 0)]
+        ax_rel.plot(rel["layer"], rel["value"], marker="o", color=CATEGORICAL[2])
+        ax_rel.axhline(threshold, color="0.4", linewidth=1, label=f"threshold {threshold:g}")
+        mark_collapse(ax_rel, collapse)
+        ax_rel.set(xlabel="layer", ylabel=AXES[measure][1], yscale="log",
+                   title=f"{AXES[measure][0]}, collapse at {'none' if collapse is None else collapse}")
+        ax_rel.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_rel.legend(handles=[Line2D([], [], color="0.4", linewidth=1, label=f"threshold {threshold:g}"),
+                               collapse_handle(collapse)], fontsize=7, loc="lower left")
+        _singular_values(ax_sv, spectra[spectra["epoch"] == spectra["epoch"].max()], collapse, num_classes)
+        ax_sv.set_title("relative singular values of each weight (last epoch)")
     fig.suptitle(title, fontweight="bold")
     return fig
 

@@ -132,14 +132,13 @@ print(summary.round(3).to_string(index=False))
 # | `ch1_nc2` | 4.1.2, 4.1.6 | the three NC2 measures (eqs 2.19–2.21) per layer |
 # | `ch1_nc3` | 4.1.3, 4.1.7 | relative singular values of each layer's weight; AvCosPABS per layer |
 # | `ch1_nc4` | 4.1.4 | NCC accuracy (train, test) and NCC/network agreement per layer |
+# | `ch1_grid_<dataset>_overview` | B.0.1–B.0.8 | one row per experiment on that dataset (MLP and ConvNet): accuracy over training, relative within-class trace per layer with the threshold and the layer of collapse, relative singular values of every weight with each one's spectral gap |
 # | `ch1_grid_<dataset>_nc12`, `_nc34` | B.0.1–B.0.8 | one row per experiment on that dataset, NC1–2 and NC3–4 measures |
 #
 # Not reproduced as in the thesis: the thesis draws figures 4.1.1–4.1.7 for MLP-10 on CIFAR10
 # and on MNIST; here the single-experiment figures are drawn for the first experiment of the
 # parameter file only (which network and dataset that is depends on the scale), and every other
-# experiment appears as a row of the appendix-B grids. The grids show AvCosPABS but not the
-# per-layer singular values of NC3, and the accuracy curves are drawn for the first experiment
-# only (the final accuracies of all of them are in the table above). The thesis's text copy has
+# experiment appears as a row of the appendix-B grids. The thesis's text copy has
 # no images, so its panel layout is matched from the captions and section 4.1, not pixel for pixel.
 
 # %%
@@ -196,16 +195,24 @@ plt.show()
 # %% [markdown]
 # ## Across datasets and architectures (appendix B layout)
 #
-# One pair of figures per dataset, one row per experiment on it: the NC1–2 measures, then the
-# NC3–4 measures, per layer at every checkpoint (the epoch legend is shared by the rows; each row
-# marks its own layer of collapse). The thesis finds that simpler data collapse earlier in the
-# network (4.1.2).
+# Three figures per dataset, one row per experiment on it: an overview (accuracy over training,
+# the relative within-class trace per layer at the end with the threshold and the layer of
+# collapse, the relative singular values of every weight with its spectral gap), then the NC1–2
+# and the NC3–4 measures per layer at every checkpoint (the epoch legend is shared by the rows;
+# each row marks its own layer of collapse). The thesis finds that simpler data collapse earlier
+# in the network, in NC1, NC3 and NC4 but "less perfectly in NC2" (4.1.2), and that ConvNets show
+# NC1–4 "not as perfectly as" MLPs, with a "somewhat weaker NC3" (4.1.3, 5.1.3).
 
 # %%
 by_dataset = {}
 for cfg, (label, (_, m, _)) in zip(configs, results.items()):
     by_dataset.setdefault(cfg.dataset, {})[label] = m
 for dataset, tables in by_dataset.items():
+    overview = {label: (results[label][0].read_log(), m, results[label][2]) for label, m in tables.items()}
+    fig = plots.plot_overview(overview, f"{dataset}: accuracy, collapse and weight spectra",
+                              collapse_measure, collapse_threshold)
+    plots.save_figure(fig, f"ch1_grid_{dataset}_overview")
+    plt.show()
     collapses = {label: M.collapse_layer(m[m.epoch == m.epoch.max()], collapse_measure, collapse_threshold)
                  for label, m in tables.items()}
     for part, panels in (("nc12", plots.GRID_NC12), ("nc34", plots.GRID_NC34)):

@@ -101,11 +101,29 @@ def test_nc3_singular_values_per_layer_and_epoch_legend():
     fig = plots.plot_nc3(table(), spectra, num_classes=3, collapse=2)
     ax_sv, ax_cos = fig.axes
     texts = legend_texts(fig)
-    assert texts[:4] == ["layer 0", "layer 1", "layer 2 (collapsed)", "layer 3 (collapsed)"]
+    # σ_i = 1/(i + l): the largest ratio σ_i/σ_(i+1) is the first, so every weight's gap is after σ_1
+    assert texts[:4] == ["layer 0, gap after 1", "layer 1, gap after 1", "layer 2 (collapsed), gap after 1",
+                         "layer 3 (collapsed), gap after 1"]
+    crosses = [line for line in ax_sv.get_lines() if line.get_marker() == "x" and len(line.get_xdata())]
+    assert [line.get_xdata()[0] for line in crosses] == [1.5] * len(LAYERS)
     assert "epoch 10" in texts and "layer of collapse (2)" in texts
     drawn = [line for line in ax_sv.get_lines() if len(line.get_xdata()) == 5]      # one per layer, in order
     np.testing.assert_allclose(drawn[1].get_ydata(), [1 / (i + 1) for i in range(1, 6)])
     assert ax_sv.get_ylabel() and ax_cos.get_ylabel() == "AvCosPABS"
+
+
+def test_overview_rows_mark_threshold_collapse_and_gap():
+    log = pd.DataFrame(dict(epoch=[10, 20], lr=[0.1, 0.1], loss=[1.0, 0.5], train_acc=[0.8, 1.0], test_acc=[0.7, 0.9]))
+    sv = np.r_[np.ones(2), 1e-3 * np.ones(4)]          # C = 3: a gap after σ_2 = C − 1
+    spectra = pd.DataFrame([dict(epoch=20, layer=l, name=f"l{l}", index=i + 1, sv_rel=v / sv.sum())
+                            for l in LAYERS for i, v in enumerate(sv)])
+    fig = plots.plot_overview({"a": (log, table(), spectra), "b": (log, table(), spectra)}, "overview", num_classes=3)
+    assert len(fig.axes) == 6
+    ax_acc, ax_rel, ax_sv = fig.axes[:3]
+    assert ax_acc.get_title() == "a: test 0.900"
+    assert any(list(line.get_ydata()) == [0.2, 0.2] for line in ax_rel.get_lines())          # the threshold
+    assert "collapse at" in ax_rel.get_title()
+    assert [t.get_text() for t in ax_sv.get_legend().get_texts()][0].endswith("gap after 2")
 
 
 def test_accuracy_marks_the_lr_decays():
