@@ -116,13 +116,13 @@ def test_colab_scale_is_mlp10_on_fashion_mnist_and_estimates_its_time(tmp_path, 
         assert (cfg.dataset, cfg.arch, cfg.depth, cfg.width, cfg.batch_size) == ("fashion_mnist", "mlp", 10, 1024, 128)
     assert colab["01_intermediate_nc"] == colab["03_clustering"] == colab["04_pca_sparsity"]   # one shared run
     sweep = colab["02_collapse_vs_generalization"]
-    assert len(sweep) == 11 and len({c.lr for c in sweep}) == 11
+    assert len(sweep) == 22 and len({c.lr for c in sweep}) == 11 and {c.seed for c in sweep} == {0, 1}
     assert read_yaml(ROOT / "params/colab/02_collapse_vs_generalization.yaml")["group_size"] >= len(sweep)
     assert main(["reproduce", "--scale", "colab", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "02_collapse_vs_generalization: 11 runs, 1100 model-epochs to train" in out
-    assert "CPU, 2 cores: 11.5 h for 1250 model-epochs" in out      # 1250 x 33 s
-    assert "H200 GPU: 10.0 min for 1250 model-epochs" in out        # 150 x 2.03 s alone + 1100 x 0.27 s batched
+    assert "02_collapse_vs_generalization: 22 runs, 2200 model-epochs to train" in out
+    assert "CPU, 2 cores: 21.5 h for 2350 model-epochs" in out      # 2350 x 33 s
+    assert "H200 GPU: 15.0 min for 2350 model-epochs" in out        # 150 x 2.03 s alone + 2200 x 0.27 s batched
 
 
 def test_ctrl_c_keeps_the_previous_build_and_says_so_in_one_line(tmp_path):
