@@ -21,11 +21,14 @@
 # of learning rates, weight decays and seeds, find each trained network's layer of collapse
 # (chapter 1's rule), and plot it against the test error.
 #
-# What the thesis reports for MLP-10, ConvNet-20 and ResNet50 on CIFAR10: the best-generalizing
+# What the thesis reports for MLP-10, ConvNet-20 and ResNet50 on CIFAR10 (4.2): the best-generalizing
 # hyperparameters collapse somewhere in the middle of the network; repeated seeds of one
 # hyperparameter pair land close together in both collapse layer and error; slightly worse
 # networks collapse both earlier and later than the best; and networks with the same collapse
-# layer can still generalize very differently. Networks under 35% test accuracy, networks that do
+# layer can still generalize very differently. Its discussion (5.2.1) reads this as a direction
+# with a limit: collapsing earlier than the last layer is "a clear indicator of improved
+# performance", up to "a saturation point after which earlier collapse is correlated with
+# *worsening* generalization". Networks under 35% test accuracy, networks that do
 # not fit their training set (train accuracy under `train_accuracy_floor`, our reading of the
 # thesis's "failed to converge to interpolating the dataset"), and runs that diverged are left out
 # and counted.
@@ -139,8 +142,8 @@ for i, (label, configs) in enumerate(sweep_configs.items()):
 # %% [markdown]
 # ## Per hyperparameter pair
 # Mean and spread over seeds. The thesis's second observation (4.2) is that repeated seeds of one
-# pair land close together in both collapse layer and error; the claims table below checks the
-# collapse-layer half of that on this sweep.
+# pair land close together in both collapse layer and error; the claims table below compares the
+# seeds' spread on each axis with that of runs shuffled across pairs.
 
 # %%
 # NBVAL_CHECK_OUTPUT
