@@ -87,7 +87,7 @@ def test_false_claims_are_no():
     assert _row(table, "From the collapse layer on, the weights' top-C").holds == K.NO
     assert _row(table, "After collapse the weights' spectral gap").holds == K.NO   # gap at C, not C−1
     flat = np.ones(64)                                                  # no structure in the spectrum
-    assert _row(_table(_metrics({10: COLLAPSED, 100: COLLAPSED}), flat), "From the collapse layer on, the top C").holds == K.NO
+    assert _row(_table(_metrics({10: COLLAPSED, 100: COLLAPSED}), flat), "From the collapse layer on, the top C singular").holds == K.NO
 
 
 def test_nc1_falls_with_one_bump_is_a_fall():

@@ -234,7 +234,8 @@ def _nc3(per_layer: pd.DataFrame, spectra: pd.DataFrame, shapes: dict[int, tuple
     # Layers whose weight has more than C singular values: the others hold C or fewer, so their top C is all.
     layers = [layer for layer in after if layer in shapes and min(shapes[layer]) > C]
     spectrum = {layer: g.sort_values("index")["sv_rel"].to_numpy() for layer, g in spectra.groupby("layer")}
-    claim = "From the collapse layer on, the top C singular values hold the weight (σ_i/Σσ near 1/C for i ≤ C, near 0 beyond)"
+    claim = ("From the collapse layer on, the top C singular values hold more of the weight than a random matrix's "
+             "(toward eq 2.24: all of Σσ, 1/C each)")
     thesis = "2.3.4, eq 2.23-2.24; 4.1.1-4.1.2, Figs 4.1.3, 4.1.7: the first 10 at 1/C, the rest very low"
     if layers:
         share = {layer: spectrum[layer][:C].sum() for layer in layers}
@@ -243,7 +244,7 @@ def _nc3(per_layer: pd.DataFrame, spectra: pd.DataFrame, shapes: dict[int, tuple
         worst = min(excess, key=excess.get)
         rows.append(judge(claim, thesis,
                           f"share of Σσ in the top {C}, layers {layers[0]}-{layers[-1]}: {fmt(share.values())} "
-                          f"(Gaussian matrix: {base[worst][0]:.2f})",
+                          f"(Gaussian matrix: {base[worst][0]:.2f}; eq 2.24: 1)",
                           excess[worst], Z * base[worst][1],
                           f"Gaussian {shapes[worst][0]}x{shapes[worst][1]} matrix: mean + {Z:g} sd"))
     else:
