@@ -154,7 +154,7 @@ def _middle(pairs: pd.DataFrame, n_test: int):
     if len(gaps) == 1:  # the best is at one end: the claim's opposite, by the gap to the other side
         (side, (gap, margin, _)), = gaps.items()
         return judge(claim, thesis, text + f"; no pair collapses {'later' if side == 'earlier' else 'earlier'}",
-                     -gap, margin, f"{Z:g} SE of the accuracy difference (binomial, n = {n_test:,}, and seed spread)")
+                     0.0 - gap, margin, f"{Z:g} SE of the accuracy difference (binomial, n = {n_test:,}, and seed spread)")
     side = min(gaps, key=lambda s: gaps[s][0])
     gap, margin, _ = gaps[side]
     return judge(claim, thesis, text, gap, margin,
