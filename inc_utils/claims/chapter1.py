@@ -121,8 +121,8 @@ def _by_epoch(metrics: pd.DataFrame, measure: str, layers) -> pd.Series:
 
 
 def chapter1(metrics: pd.DataFrame, spectra: pd.DataFrame, shapes: dict[int, tuple[int, int]], *,
-             n_train: int, n_test: int, label: str | None = None, measure: str = M.REL_TRACE_W,
-             threshold: float = 0.2, num_classes: int = 10) -> pd.DataFrame:
+             n_train: int, n_test: int, label: str | None = None, measure: str = M.COLLAPSE_MEASURE,
+             threshold: float = M.COLLAPSE_THRESHOLD, num_classes: int = 10) -> pd.DataFrame:
     """Thesis 4.1 on one run.
 
     ``metrics``, ``spectra``: ``measure.measure_run``'s tables (every checkpoint); ``shapes``:
@@ -269,8 +269,8 @@ def _nc3(per_layer: pd.DataFrame, spectra: pd.DataFrame, shapes: dict[int, tuple
 
 
 # ---------------------------------------------------------------- across experiments
-def across_experiments(experiments: dict[str, dict], *, measure: str = M.REL_TRACE_W,
-                       threshold: float = 0.2) -> pd.DataFrame:
+def across_experiments(experiments: dict[str, dict], *, measure: str = M.COLLAPSE_MEASURE,
+                       threshold: float = M.COLLAPSE_THRESHOLD) -> pd.DataFrame:
     """Thesis 4.1.2 and 4.1.3 across the runs of a chapter.
 
     ``experiments``: label -> {"dataset", "arch", "depth", "metrics"} (``metrics`` as for ``chapter1``).
