@@ -4,7 +4,6 @@ import pandas as pd
 import pytest
 
 from inc_utils import claims as K
-from inc_utils import metrics as M
 
 
 def test_bootstrap_interval_brackets_a_perfect_correlation():
