@@ -50,3 +50,13 @@ def test_differences_within_the_binomial_error_are_not_measurable():
 def test_no_collapse_and_no_sweep_are_not_measurable():
     table = K.chapter5(_layers(ncc=[0.5, 0.9], ridge=[0.5, 0.9]), collapse=None, n_test=N_TEST, sweep=None)
     assert (table.holds == K.NOT_MEASURABLE).all() and len(table) == 5
+
+
+def test_sweep_rows_rank_never_after_the_last_layer_and_group_by_setting():
+    from inc_utils.claims.chapter5 import sweep_rows
+    rows = pd.DataFrame({"lr": [0.1, 0.1, 0.2, 0.3], "weight_decay": 1e-3,
+                         "collapse_layer": pd.array([1, 2, None, 3], dtype="Int64"),
+                         "keeps_ridge": pd.array([1, 2, None, 2], dtype="Int64"), "num_layers": 5})
+    x, y, groups = sweep_rows(rows, "ridge")
+    assert x.tolist() == [1, 2, 5, 3] and y.tolist() == [1, 2, 5, 2]
+    assert len(set(groups)) == 3 and groups[0] == groups[1]

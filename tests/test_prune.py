@@ -1,22 +1,18 @@
 """Cutting trained networks at a layer (thesis 5.5.1): heads, costs, export, the `inc prune` command."""
-import math
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 import torch
-from scipy.stats import spearmanr
 
 from inc_utils.__main__ import main
-from inc_utils import claims as K
 from inc_utils.capture import stream_features
 from inc_utils.config import RunConfig
 from inc_utils.measure import load_model, measure_run
 from inc_utils.metrics import collapse_layer
 from inc_utils.models import build_model, probe_points
 from inc_utils.prune import (CutError, cost, cost_table, cut_layers, earliest_keeping, evaluate_heads, export,
-                             fit_heads, layer_table, rank_correlation, trunk, truncate)
+                             fit_heads, layer_table, trunk, truncate)
 from inc_utils.runs import Run
 from inc_utils.train import load_splits, train
 
@@ -180,12 +176,3 @@ def test_cli_prune_user_errors_are_one_line(collapsed, tmp_path, capsys):
     model = build_model("resnet", 18, in_shape=(1, 8, 8), num_classes=10)
     resnet.save_checkpoint(1, {"model": model.state_dict()})
     assert "a ResNet can be cut only at block boundaries, layers 0, 1, 3, 5" in error(resnet.name, "--layer", "2")
-
-
-def test_rank_correlation_ranks_never_after_the_last_layer():
-    rows = pd.DataFrame({"collapse_layer": pd.array([1, 2, None, 3], dtype="Int64"),
-                         "keeps": pd.array([1, 2, None, 2], dtype="Int64"), "num_layers": 5})
-    rho, p, n = rank_correlation(rows, "keeps")
-    assert n == 4 and rho == pytest.approx(spearmanr([1, 2, 5, 3], [1, 2, 5, 2])[0])
-    assert math.isnan(rank_correlation(rows.assign(keeps=2), "keeps")[0])      # constant: undefined
-    assert math.isnan(rank_correlation(rows.head(2), "keeps")[0])
