@@ -237,6 +237,20 @@ def clustering_agreement(a: np.ndarray, b: np.ndarray, draws: int = 20, seed: in
     return float(adjusted_rand_score(a, b)), float(np.mean(chance)), float(np.std(chance, ddof=1))
 
 
+def class_mean_similarity(A: np.ndarray, y: np.ndarray, centre: bool = False) -> float:
+    """Largest cosine similarity between two class means of A: (N, d) with labels y: (N,); with
+    ``centre`` the global mean is subtracted first. Complete linkage cut at cosine distance t keeps
+    two tight classes apart only if their means' similarity is below 1 - t: non-negative (post-ReLU)
+    features share a large common component, which can put whole classes inside one cut."""
+    classes = np.unique(y)
+    means = np.stack([A[y == k].mean(0, dtype=np.float64) for k in classes])
+    if centre:
+        means -= A.mean(0, dtype=np.float64)
+    S = _unit_rows(means) @ _unit_rows(means).T
+    np.fill_diagonal(S, -np.inf)
+    return float(S.max())
+
+
 def cluster_layers(activations: dict, metric: str = "cosine", linkage: str = "complete",
                    threshold: float = 0.7) -> dict:
     """{layer: (N, d) activations} -> {layer: (N,) cluster ids} by ``agglomerative_labels``."""

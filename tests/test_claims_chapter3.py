@@ -86,3 +86,20 @@ def test_metric_agreement_is_judged_against_shuffles():
     assert C3.metric_agreement(frame([0.6, 0.8])).holds[0] == K.YES
     assert C3.metric_agreement(frame([-0.3, -0.2])).holds[0] == K.NO
     assert C3.metric_agreement(frame([0.001, -0.001])).holds[0] == K.NOT_MEASURABLE
+
+
+def test_purity_leaves_out_layers_whose_class_means_lie_within_the_cut():
+    clusters = _clusters([0.45, 0.7, 0.88, 0.995, 0.7, 0.999], [1000, 1500, 800, 20, 5, 2], [5, 4, 5, 50, 500, 500])
+    hierarchy = _hierarchy([0.2, 0.45, 0.85, 0.999, 0.999], [0.15, 0.3, 0.8, 0.5, 0.5])
+    similar = {layer: 0.1 for layer in range(6)}
+    assert K.chapter3(clusters, hierarchy, 3, similar).holds[2] == K.NO
+    row = K.chapter3(clusters, hierarchy, 3, {**similar, 4: 0.35})
+    assert row.holds[2] == K.YES and "left out: layers 4" in row.this_run[2]
+    assert K.chapter3(clusters, hierarchy, 3, {l: 0.5 for l in range(6)}).holds[2] == K.NOT_MEASURABLE
+
+
+def test_class_mean_similarity_sees_the_shared_component():
+    y = np.repeat([0, 1], 50)
+    A = np.where(y[:, None] == 0, [1.0, 0.0, 5.0], [0.0, 1.0, 5.0])        # two classes on a common offset
+    assert CL.class_mean_similarity(A, y) == pytest.approx(25 / 26)
+    assert CL.class_mean_similarity(A, y, centre=True) == pytest.approx(-1.0)

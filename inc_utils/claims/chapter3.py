@@ -55,9 +55,12 @@ def nesting(hierarchy: pd.DataFrame, n_points: int) -> pd.DataFrame:
     return hierarchy.assign(nesting=(h - chance) / room, nesting_se=se)
 
 
-def chapter3(clusters: pd.DataFrame, hierarchy: pd.DataFrame, collapse: int | None) -> pd.DataFrame:
+def chapter3(clusters: pd.DataFrame, hierarchy: pd.DataFrame, collapse: int | None,
+             mean_similarity: dict[int, float] | None = None, threshold: float = 0.7) -> pd.DataFrame:
     """Thesis 4.3 on one run: ``clusters`` = ``clustering.clustering_table`` and ``hierarchy`` =
-    ``clustering.hierarchy_table`` of the cosine/complete clustering; ``collapse`` its layer of collapse."""
+    ``clustering.hierarchy_table`` of the cosine/complete clustering cut at ``threshold``; ``collapse``
+    its layer of collapse; ``mean_similarity``: {layer: ``clustering.class_mean_similarity``}, to leave
+    out of the purity claim the layers where the cut cannot separate two classes at all."""
     c = clusters.set_index("layer").sort_index()
     kept_points = (c["clusters"] * c["avg_points"]).fillna(0).round().astype(int)
     n_points = int(kept_points.iloc[0] + c["excluded"].iloc[0])
@@ -89,14 +92,26 @@ def chapter3(clusters: pd.DataFrame, hierarchy: pd.DataFrame, collapse: int | No
                           Z * difference_se(before.mean(), n_points * len(before), after.mean(), n_points * len(after)),
                           f"{Z:g} binomial SEs of the difference of excluded shares"))
 
-    # purity after collapse: the least pure layer from the collapse on
+    # purity after collapse: the least pure layer from the collapse on whose class means the cut can
+    # separate at all (two tight classes whose means are closer than the cut merge whatever the collapse)
     post = c.loc[collapse:]
-    worst = post["accuracy"].idxmin()
-    rows.append(judge(*_CLAIMS[2], f"accuracy in layers {collapse}-{last}: {fmt(post['accuracy'], 3)} "
-                      f"(kept clusters: {', '.join(str(int(k)) for k in post['clusters'])})",
-                      post.loc[worst, "accuracy"] - CLUSTER_PURE,
-                      Z * binomial_se(post.loc[worst, "accuracy"], kept_points.loc[worst]),
-                      f"{Z:g} binomial SEs of the least pure layer ({worst})"))
+    text = (f"accuracy in layers {collapse}-{last}: {fmt(post['accuracy'], 3)} "
+            f"(kept clusters: {', '.join(str(int(k)) for k in post['clusters'])})")
+    judged = post
+    if mean_similarity is not None:
+        close = [l for l in post.index if mean_similarity[l] >= 1 - threshold]
+        judged = post.drop(index=close)
+        if close:
+            text += (f"; left out: layers {', '.join(map(str, close))}, where two class means are closer than the cut "
+                     f"(cosine similarity {fmt([mean_similarity[l] for l in close])} ≥ {1 - threshold:.2f})")
+    if len(judged) == 0:
+        rows.append(unmeasurable(*_CLAIMS[2], text, "in every layer from the collapse on two class means lie within "
+                                 "the cut, so the clustering cannot separate their classes"))
+    else:
+        worst = judged["accuracy"].idxmin()
+        rows.append(judge(*_CLAIMS[2], text, judged.loc[worst, "accuracy"] - CLUSTER_PURE,
+                          Z * binomial_se(judged.loc[worst, "accuracy"], kept_points.loc[worst]),
+                          f"{Z:g} binomial SEs of the least pure judged layer ({worst})"))
 
     # nesting against the size-preserving relabelling
     nest = nesting(hierarchy, n_points).set_index("layer_to")
