@@ -95,6 +95,9 @@ def test_purity_leaves_out_layers_whose_class_means_lie_within_the_cut():
     assert K.chapter3(clusters, hierarchy, 3, similar).holds[2] == K.NO
     row = K.chapter3(clusters, hierarchy, 3, {**similar, 4: 0.35})
     assert row.holds[2] == K.YES and "left out: layers 4" in row.this_run[2]
+    broken = _hierarchy([0.2, 0.45, 0.85, 0.999, 0.3], [0.15, 0.3, 0.8, 0.5, 0.3])   # 4→5 leaves a merged layer
+    assert K.chapter3(clusters, broken, 3, similar).holds[4] == K.NO
+    assert K.chapter3(clusters, broken, 3, {**similar, 4: 0.35}).holds[4] == K.YES
     assert K.chapter3(clusters, hierarchy, 3, {l: 0.5 for l in range(6)}).holds[2] == K.NOT_MEASURABLE
 
 

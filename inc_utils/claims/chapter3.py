@@ -97,20 +97,20 @@ def chapter3(clusters: pd.DataFrame, hierarchy: pd.DataFrame, collapse: int | No
     post = c.loc[collapse:]
     text = (f"accuracy in layers {collapse}-{last}: {fmt(post['accuracy'], 3)} "
             f"(kept clusters: {', '.join(str(int(k)) for k in post['clusters'])})")
-    judged = post
-    if mean_similarity is not None:
-        close = [l for l in post.index if mean_similarity[l] >= 1 - threshold]
-        judged = post.drop(index=close)
-        if close:
-            text += (f"; left out: layers {', '.join(map(str, close))}, where two class means are closer than the cut "
-                     f"(cosine similarity {fmt([mean_similarity[l] for l in close])} ≥ {1 - threshold:.2f})")
+    close = [l for l in post.index if mean_similarity is not None and mean_similarity[l] >= 1 - threshold]
+    judged = post.drop(index=close)
+    if close:
+        text += (f"; left out: layers {', '.join(map(str, close))}, where two class means are closer than the cut "
+                 f"(cosine similarity {fmt([mean_similarity[l] for l in close])} ≥ {1 - threshold:.2f})")
     if len(judged) == 0:
         rows.append(unmeasurable(*_CLAIMS[2], text, "in every layer from the collapse on two class means lie within "
                                  "the cut, so the clustering cannot separate their classes"))
     else:
         worst = judged["accuracy"].idxmin()
+        n = kept_points.loc[worst]
+        smoothed = (judged.loc[worst, "accuracy"] * n + 1) / (n + 2)     # Laplace: no zero SE at accuracy 1
         rows.append(judge(*_CLAIMS[2], text, judged.loc[worst, "accuracy"] - CLUSTER_PURE,
-                          Z * binomial_se(judged.loc[worst, "accuracy"], kept_points.loc[worst]),
+                          Z * binomial_se(smoothed, n),
                           f"{Z:g} binomial SEs of the least pure judged layer ({worst})"))
 
     # nesting against the size-preserving relabelling
@@ -124,14 +124,18 @@ def chapter3(clusters: pd.DataFrame, hierarchy: pd.DataFrame, collapse: int | No
     else:
         rows.append(judge(*_CLAIMS[3], f"steps into layers {int(pre.index.min())}-{collapse}: {steps(pre)}",
                           NEST_HALF - pre["nesting"].mean(), Z * math.sqrt((pre["nesting_se"] ** 2).sum()) / len(pre),
-                          f"{Z:g} SEs of the mean nesting (binomial SE of H, spread of {NEST_HALF:g} = half-way "
-                          f"from size-preserving relabelling to complete nesting)"))
+                          f"{Z:g} SEs of the mean nesting (binomial SE of H and spread of its chance level); "
+                          f"{NEST_HALF:g} = half-way from size-preserving relabelling to complete nesting"))
+    text = f"steps from layer {collapse} on: {steps(kept)}"
+    if close:
+        text += f"; left out: steps from layers {', '.join(map(str, close))} (class means within the cut)"
+        kept = kept[~kept.layer_from.isin(close)]
     if len(kept) == 0:
-        rows.append(unmeasurable(*_CLAIMS[4], f"collapse at the last clustered layer {collapse}",
-                                 "no step after the collapse layer"))
+        rows.append(unmeasurable(*_CLAIMS[4], text, "no step after the collapse layer from a layer the cut can "
+                                 "separate"))
     else:
         least = kept["nesting"].idxmin()
-        rows.append(judge(*_CLAIMS[4], f"steps from layer {collapse} on: {steps(kept)}",
+        rows.append(judge(*_CLAIMS[4], text,
                           kept.loc[least, "nesting"] - NEST_HALF, Z * kept.loc[least, "nesting_se"],
                           f"{Z:g} SEs of the least nested step (into {least}); {NEST_HALF:g} = half-way from "
                           f"size-preserving relabelling to complete nesting"))
