@@ -19,7 +19,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from . import metrics as M
 from .session import figures_dir
@@ -431,6 +431,7 @@ def plot_neuron_sparsity(neurons: pd.DataFrame, title: str = "", collapse: int |
         ax_m.fill_between(rows["rank"], low, rows["mean"] + rows["std"], color=mean, alpha=0.25, linewidth=0)
         sns.lineplot(rows, x="rank", y="mean", color=mean, estimator=None, ax=ax_m)
         ax_m.set(xlabel="neuron, sorted by sparsity", ylabel="non-zero activation", yscale="log")
+        ax_m.yaxis.set_minor_formatter(NullFormatter())
         ax_s.sharex(ax_m)
         ax_s.tick_params(labelbottom=False)
     fig.legend(handles=[Line2D([], [], color=sparse, label="share of points where the neuron is 0"),
