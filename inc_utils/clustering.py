@@ -216,6 +216,41 @@ def hierarchical_accuracy(clusters_l: np.ndarray, clusters_next: np.ndarray) -> 
     return float(table.max(axis=1).sum()) / len(a)
 
 
+def relabelled_hierarchical_accuracy(clusters_l: np.ndarray, clusters_next: np.ndarray, draws: int = 20,
+                                     seed: int = 0) -> tuple[float, float]:
+    """Mean and std of ``hierarchical_accuracy`` when the points are dealt to layer l+1's clusters at
+    random, keeping every cluster's size (a shuffle of ``clusters_next``): what chance gives. It is
+    high when layer l+1 has few, large clusters, so a rise of eq 4.1 into a coarse layer is no sign
+    of nesting by itself (thesis 4.3.3)."""
+    rng = np.random.default_rng(seed)
+    values = [hierarchical_accuracy(clusters_l, rng.permutation(clusters_next)) for _ in range(draws)]
+    return float(np.mean(values)), float(np.std(values, ddof=1))
+
+
+def clustering_agreement(a: np.ndarray, b: np.ndarray, draws: int = 20, seed: int = 0) -> tuple[float, float, float]:
+    """Adjusted Rand index of two clusterings of the same points, and the mean and std of the index
+    after shuffling b (cluster sizes kept): (ari, chance mean, chance std). Appendix C.2.2 compares
+    cosine/complete with Euclidean/Ward clusterings."""
+    from sklearn.metrics import adjusted_rand_score
+    rng = np.random.default_rng(seed)
+    chance = [adjusted_rand_score(a, rng.permutation(b)) for _ in range(draws)]
+    return float(adjusted_rand_score(a, b)), float(np.mean(chance)), float(np.std(chance, ddof=1))
+
+
+def class_mean_similarity(A: np.ndarray, y: np.ndarray, centre: bool = False) -> float:
+    """Largest cosine similarity between two class means of A: (N, d) with labels y: (N,); with
+    ``centre`` the global mean is subtracted first. Complete linkage cut at cosine distance t keeps
+    two tight classes apart only if their means' similarity is below 1 - t: non-negative (post-ReLU)
+    features share a large common component, which can put whole classes inside one cut."""
+    classes = np.unique(y)
+    means = np.stack([A[y == k].mean(0, dtype=np.float64) for k in classes])
+    if centre:
+        means -= A.mean(0, dtype=np.float64)
+    S = _unit_rows(means) @ _unit_rows(means).T
+    np.fill_diagonal(S, -np.inf)
+    return float(S.max())
+
+
 def cluster_layers(activations: dict, metric: str = "cosine", linkage: str = "complete",
                    threshold: float = 0.7) -> dict:
     """{layer: (N, d) activations} -> {layer: (N,) cluster ids} by ``agglomerative_labels``."""
@@ -237,18 +272,20 @@ def clustering_table(clusters: dict, y: np.ndarray, min_size: int = 3) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def hierarchy_table(clusters: dict) -> pd.DataFrame:
-    """Thesis Table 4.3.2: hierarchical accuracy between consecutive layers.
+def hierarchy_table(clusters: dict, draws: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Thesis Table 4.3.2: hierarchical accuracy between consecutive layers, with its chance level.
 
     clusters: {layer: (N,) cluster ids}; layers are taken in sorted order.
-    Columns: layer_from, layer_to, hierarchical_accuracy.
+    Columns: layer_from, layer_to, hierarchical_accuracy, and chance, chance_std: the mean and std of
+    ``relabelled_hierarchical_accuracy`` over ``draws`` size-preserving shuffles.
     """
     layers = sorted(clusters)
-    return pd.DataFrame(
-        [dict(layer_from=a, layer_to=b,
-              hierarchical_accuracy=hierarchical_accuracy(clusters[a], clusters[b]))
-         for a, b in zip(layers[:-1], layers[1:])],
-        columns=["layer_from", "layer_to", "hierarchical_accuracy"])
+    rows = []
+    for a, b in zip(layers[:-1], layers[1:]):
+        chance, spread = relabelled_hierarchical_accuracy(clusters[a], clusters[b], draws, seed)
+        rows.append(dict(layer_from=a, layer_to=b, hierarchical_accuracy=hierarchical_accuracy(clusters[a], clusters[b]),
+                         chance=chance, chance_std=spread))
+    return pd.DataFrame(rows, columns=["layer_from", "layer_to", "hierarchical_accuracy", "chance", "chance_std"])
 
 
 def ward_scale_table(activations: dict, trees: dict, threshold: float, n_clusters: int) -> pd.DataFrame:

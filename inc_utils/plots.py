@@ -19,7 +19,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from . import metrics as M
 
@@ -426,43 +426,67 @@ def plot_pca(spectrum: pd.DataFrame, title: str = "", collapse: int | None = Non
 
 
 def plot_l1_dimensionality(spectrum: pd.DataFrame, title: str = "", collapse: int | None = None,
-                           top: int = 100) -> plt.Figure:
-    """Thesis Fig 4.4.2, C.2.7-C.2.8 (lower): corresponding dimensionality π‖u‖₁²/2 of the top
-    ``top`` principal directions per layer, against the columns of a random orthonormal matrix."""
+                           top: int | None = None, leading: pd.DataFrame | None = None, z: float = 2.0) -> plt.Figure:
+    """Thesis Fig 4.4.2, C.2.7-C.2.8 (lower): corresponding dimensionality π‖u‖₁²/2 of every principal
+    direction per layer (the first ``top`` when given), the columns of one random orthonormal matrix,
+    and the band mean ± ``z`` std of a random unit direction (exact, ``spectra.random_direction_dimensionality``).
+    ``leading`` (``spectra.leading_direction_table``) adds the leading direction of the uncentred
+    data at component 1. Each panel names the mean over its directions and the random mean."""
+    from .spectra import random_direction_dimensionality
     layers = sorted(spectrum["layer"].unique())
     fig, cells = _layer_panels(layers, collapse)
     colors = {"principal directions": CATEGORICAL[0], "random orthonormal columns": "0.55"}
+    band = "random direction: mean ± {:g} std".format(z)
     for (ax,), layer in zip(cells, layers):
-        rows = spectrum[(spectrum["layer"] == layer) & (spectrum["component"] < top)]
+        rows = spectrum[spectrum["layer"] == layer]
+        mean, sd = random_direction_dimensionality(len(rows))
+        if top is not None:
+            rows = rows[rows["component"] < top]
         data = pd.DataFrame({"component": rows["component"] + 1, "principal directions": rows["corresponding_dim"],
                              "random orthonormal columns": np.pi * rows["random_l1"] ** 2 / 2})
+        ax.axhspan(mean - z * sd, mean + z * sd, color="0.85", linewidth=0)
         sns.lineplot(data.melt("component", var_name="direction"), x="component", y="value", hue="direction",
-                     palette=colors, estimator=None, legend=False, ax=ax)
-        ax.set(xlabel="principal component", ylabel="π‖u‖₁² / 2")
-    fig.legend(handles=[Line2D([], [], color=c, label=n) for n, c in colors.items()], loc="outside lower center",
-               ncol=2, title="corresponding dimensionality of")
+                     palette=colors, estimator=None, legend=False, linewidth=0.9, ax=ax)
+        if leading is not None and layer in set(leading["layer"]):
+            ax.plot(1, leading.set_index("layer").loc[layer, "leading_dim"], marker="*", color=CATEGORICAL[3],
+                    markersize=9, linestyle="")
+        ax.text(0.03, 0.04, f"mean {rows['corresponding_dim'].mean():.0f} (random {mean:.0f})", transform=ax.transAxes,
+                fontsize=8)
+        ax.set(xlabel="principal component", ylabel="π‖u‖₁² / 2", ylim=(0, None))
+    handles = [Line2D([], [], color=c, label=n) for n, c in colors.items()] + [Patch(color="0.85", label=band)]
+    if leading is not None:
+        handles.append(Line2D([], [], marker="*", color=CATEGORICAL[3], linestyle="", label="leading uncentred direction"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), title="corresponding dimensionality of")
     fig.suptitle(title, fontweight="bold")
     return fig
 
 
-def plot_neuron_sparsity(neurons: pd.DataFrame, title: str = "", collapse: int | None = None) -> plt.Figure:
+def plot_neuron_sparsity(neurons: pd.DataFrame, title: str = "", collapse: int | None = None,
+                         num_classes: int | None = None) -> plt.Figure:
     """Thesis Figs 4.4.3-4.4.4, C.2.9-C.2.10: per layer, neurons sorted by sparsity (share of exact
-    zeros, top) and, in the same order, the mean ± std of their non-zero activations (bottom)."""
+    zeros, top; with ``num_classes``, dotted lines at the steps k/C of C.2.4) and, in the same order,
+    the mean ± std of their non-zero activations on a log axis (bottom). Each panel names its mean
+    sparsity and its dead / always-on neurons."""
     layers = sorted(neurons["layer"].unique())
     fig, cells = _layer_panels(layers, collapse, size=3.0, rows_per=2, height_ratios=[1, 1.6])
     sparse, mean = CATEGORICAL[3], CATEGORICAL[0]
     for (ax_s, ax_m), layer in zip(cells, layers):
         rows = neurons[neurons["layer"] == layer]
+        for k in range(1, num_classes or 0):
+            ax_s.axhline(k / num_classes, color="0.85", linewidth=0.6, linestyle=":")
         sns.lineplot(rows, x="rank", y="sparsity", color=sparse, estimator=None, ax=ax_s)
         ax_s.set(ylim=(-0.02, 1.02), xlabel="", ylabel="share of zeros")
-        ax_m.fill_between(rows["rank"], rows["mean"] - rows["std"], rows["mean"] + rows["std"], color=mean, alpha=0.25,
-                          linewidth=0)
+        ax_s.text(0.03, 0.8, f"mean {rows['sparsity'].mean():.2f}; dead {int((rows['sparsity'] == 1).sum())}, "
+                  f"always on {int((rows['sparsity'] == 0).sum())}", transform=ax_s.transAxes, fontsize=7)
+        low = (rows["mean"] - rows["std"]).clip(lower=rows["mean"] / 10)      # a log axis cannot show <= 0
+        ax_m.fill_between(rows["rank"], low, rows["mean"] + rows["std"], color=mean, alpha=0.25, linewidth=0)
         sns.lineplot(rows, x="rank", y="mean", color=mean, estimator=None, ax=ax_m)
-        ax_m.set(xlabel="neuron, sorted by sparsity", ylabel="non-zero activation")
+        ax_m.set(xlabel="neuron, sorted by sparsity", ylabel="non-zero activation", yscale="log")
+        ax_m.yaxis.set_minor_formatter(NullFormatter())
         ax_s.sharex(ax_m)
         ax_s.tick_params(labelbottom=False)
     fig.legend(handles=[Line2D([], [], color=sparse, label="share of points where the neuron is 0"),
-                        Line2D([], [], color=mean, label="mean of its non-zero activations"),
+                        Line2D([], [], color=mean, label="mean of its non-zero activations (log axis)"),
                         Patch(color=mean, alpha=0.25, label="± 1 std of them")], loc="outside lower center", ncol=3)
     fig.suptitle(title, fontweight="bold")
     return fig

@@ -137,3 +137,71 @@ def neuron_table(activations: dict) -> pd.DataFrame:
     return pd.concat([sorted_neuron_stats(A).assign(layer=layer)[
         ["layer", "rank", "neuron", "sparsity", "mean", "std"]]
         for layer, A in activations.items()], ignore_index=True)
+
+
+# ---------------------------------------------------------------- baselines and summaries for the claims
+def _abs_gaussian_moment(p: int) -> float:
+    """E|g|^p for a standard normal g (p = 1..4)."""
+    return {1: np.sqrt(2 / np.pi), 2: 1.0, 3: 2 * np.sqrt(2 / np.pi), 4: 3.0}[p]
+
+
+def random_direction_dimensionality(d: int) -> tuple[float, float]:
+    """Exact mean and std of the corresponding dimensionality pi ||u||_1^2 / 2 of one unit vector u
+    drawn uniformly from the sphere in d dimensions (the random baseline of thesis 3.5.2, eq 3.3).
+
+    With u = g / ||g|| (g standard normal, ||g|| independent of u), E ||u||_1^p = E (sum |g_i|)^p /
+    E ||g||^p for p = 2, 4, and the sums' moments follow from those of |g|. The mean is d - 1 + pi/2;
+    the std tends to sqrt(2 (pi - 3) d) (d = 256: 256.6 and 8.5)."""
+    m = _abs_gaussian_moment
+    n2 = d * m(2) + d * (d - 1) * m(1) ** 2
+    n4 = (d * m(4) + 4 * d * (d - 1) * m(3) * m(1) + 3 * d * (d - 1) * m(2) ** 2
+          + 6 * d * (d - 1) * (d - 2) * m(2) * m(1) ** 2 + d * (d - 1) * (d - 2) * (d - 3) * m(1) ** 4)
+    l2, l4 = n2 / d, n4 / (d * (d + 2))
+    return float(np.pi / 2 * l2), float(np.pi / 2 * np.sqrt(max(l4 - l2 ** 2, 0.0)))
+
+
+def random_basis_dimensionality(d: int, k: int, draws: int = 100, seed: int = 0) -> tuple[float, float]:
+    """Mean and std, over ``draws`` Haar-random orthonormal bases, of the corresponding dimensionality
+    averaged over their first k columns: what chance gives for the mean over k principal directions
+    of a d-dimensional layer (columns of one basis are not independent, so this is simulated)."""
+    means = [corresponding_dimensionality(random_orthonormal(d, k, seed + i)).mean() for i in range(draws)]
+    return float(np.mean(means)), float(np.std(means, ddof=1))
+
+
+def leading_direction(A: np.ndarray, block: int = 4096) -> np.ndarray:
+    """(d,) unit leading right singular vector of the *uncentred* A: (N, d) (the SVD of the data,
+    thesis 3.5.1 footnote), signed so its entries sum to >= 0. For non-negative (post-ReLU)
+    features it points close to the global mean: the direction that acts as a bias (4.4.2)."""
+    G = np.zeros((A.shape[1], A.shape[1]))
+    for X in _row_blocks(A, block):
+        G += X.T @ X
+    u = np.linalg.eigh(G)[1][:, -1]
+    return u if u.sum() >= 0 else -u
+
+
+def components_bootstrap(A: np.ndarray, level: float = 0.01, draws: int = 20, seed: int = 0) -> np.ndarray:
+    """(draws,) ``components_to`` of the covariance of A: (N, d) resampled over its rows with
+    replacement: the sampling noise of the count of components."""
+    rng = np.random.default_rng(seed)
+    return np.array([components_to(pca_spectrum(A[rng.integers(0, len(A), len(A))]), level) for _ in range(draws)])
+
+
+def step_distance(sparsity: np.ndarray, num_classes: int) -> np.ndarray:
+    """Distance of each neuron's sparsity to the nearest multiple of 1/num_classes (appendix C.2.4:
+    after collapse a neuron is off for whole classes, so its sparsity sits on a step k/C).
+    Uniform sparsities give a mean of 1/(4C)."""
+    scaled = np.asarray(sparsity, float) * num_classes
+    return np.abs(scaled - np.round(scaled)) / num_classes
+
+
+def leading_direction_table(activations: dict) -> pd.DataFrame:
+    """Per layer: the leading direction of the uncentred data (``leading_direction``), its corresponding
+    dimensionality and its cosine with the global mean; and the width d. activations: {layer: (N, d)}."""
+    rows = []
+    for layer, A in activations.items():
+        u = leading_direction(A)
+        mean = np.sum(A, axis=0, dtype=np.float64)
+        norm = np.linalg.norm(mean)
+        rows.append(dict(layer=layer, width=A.shape[1], leading_dim=float(corresponding_dimensionality(u[:, None])[0]),
+                         cosine_with_mean=float(u @ mean / norm) if norm > 0 else float("nan")))
+    return pd.DataFrame(rows)

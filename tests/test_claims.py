@@ -15,26 +15,6 @@ def test_bootstrap_interval_brackets_a_perfect_correlation():
     assert lo < 0 < hi
 
 
-def test_chapter3_and_4_verdicts():
-    clusters = pd.DataFrame({"layer": range(5), "clusters": [60, 50, 30, 10, 10],
-                             "accuracy": [0.6, 0.7, 0.9, 0.995, 0.999]})
-    hierarchy = pd.DataFrame({"layer_from": range(4), "layer_to": range(1, 5),
-                              "hierarchical_accuracy": [0.5, 0.6, 0.8, 0.99]})
-    assert (K.chapter3(clusters, hierarchy, collapse=3).holds == K.YES).all()
-    assert (K.chapter3(clusters, hierarchy, collapse=None).holds == K.NOT_MEASURABLE).all()
-    assert K.chapter3(clusters.assign(clusters=[60, 50, 30, 40, 40]), hierarchy, 3).holds.iloc[2] == K.NO
-
-    layers = [1, 2, 3, 4]
-    spectrum = pd.DataFrame([(l, c, 200.0 if l < 3 else 50.0) for l in layers for c in range(10)],
-                            columns=["layer", "component", "corresponding_dim"])
-    neurons = pd.DataFrame([(l, s) for l in layers for s in ([0.6, 0.61] if l < 3 else [0.0, 1.0])],
-                           columns=["layer", "sparsity"])
-    table = K.chapter4({1: 100, 2: 80, 3: 9, 4: 9}, spectrum, neurons, collapse=3)
-    assert (table.holds == K.YES).all()
-    assert K.chapter4({1: 100, 2: 80, 3: 30, 4: 12}, spectrum, neurons, collapse=3).holds.iloc[0] == K.NO
-    assert (K.chapter4({1: 1, 2: 1}, spectrum, neurons, collapse=None).holds == K.NOT_MEASURABLE).all()
-
-
 def test_decide_is_one_rule_on_effect_and_margin():
     assert K.decide(0.3, 0.1) == K.YES and K.decide(-0.3, 0.1) == K.NO
     assert K.decide(0.05, 0.1) == K.NOT_MEASURABLE and K.decide(-0.1, 0.1) == K.NOT_MEASURABLE

@@ -204,7 +204,8 @@ def test_tables():
     expected = pd.DataFrame(dict(layer_from=[0, 1], layer_to=[1, 2], hierarchical_accuracy=[
         hierarchical_accuracy(clusters[0], clusters[1]),
         hierarchical_accuracy(clusters[1], clusters[2])]))
-    pd.testing.assert_frame_equal(pairs, expected)
+    pd.testing.assert_frame_equal(pairs[expected.columns], expected)
+    assert (pairs.chance < pairs.hierarchical_accuracy + 1).all() and (pairs.chance_std >= 0).all()
 
 
 def brute_knn(A, k):

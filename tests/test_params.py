@@ -111,10 +111,12 @@ def test_colab_scale_is_mlp10_on_fashion_mnist_and_estimates_its_time(tmp_path, 
     from inc_utils.__main__ import main
     monkeypatch.setenv("INC_RUNS_DIR", str(tmp_path))
     colab = {src.stem: configs_in(read_yaml(p)) for src, p in chapters(ROOT, "colab")}
-    assert {"01_intermediate_nc", "02_collapse_vs_generalization", "03_clustering", "04_pca_sparsity"} <= set(colab)
+    assert {"01_intermediate_nc", "02_collapse_vs_generalization", "03_clustering", "04_pca_sparsity",
+            "05_pruning"} <= set(colab)
     for cfg in (c for configs in colab.values() for c in configs):
         assert (cfg.dataset, cfg.arch, cfg.depth, cfg.width, cfg.batch_size) == ("fashion_mnist", "mlp", 10, 1024, 128)
-    assert colab["01_intermediate_nc"] == colab["03_clustering"] == colab["04_pca_sparsity"]   # one shared run
+    assert (colab["01_intermediate_nc"] == colab["03_clustering"] == colab["04_pca_sparsity"]
+            == colab["05_pruning"])                                                         # one shared run
     sweep = colab["02_collapse_vs_generalization"]
     assert len(sweep) == 22 and len({c.lr for c in sweep}) == 11 and {c.seed for c in sweep} == {0, 1}
     assert read_yaml(ROOT / "params/colab/02_collapse_vs_generalization.yaml")["group_size"] >= len(sweep)

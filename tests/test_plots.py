@@ -178,8 +178,10 @@ def test_l1_and_neuron_panels_are_labelled_with_a_legend():
     spectrum = pd.DataFrame(dict(layer=1, component=range(4), corresponding_dim=[1.0, 2, 3, 4],
                                  random_l1=[1.0, 1, 1, 1]))
     fig = plots.plot_l1_dimensionality(spectrum)
-    assert legend_texts(fig) == ["principal directions", "random orthonormal columns"]
+    assert legend_texts(fig) == ["principal directions", "random orthonormal columns",
+                                 "random direction: mean ± 2 std"]
     assert fig.axes[0].get_ylabel() == "π‖u‖₁² / 2"
+    assert [t.get_text() for t in fig.axes[0].texts] == ["mean 2 (random 5)"]   # d = 4: 3 + π/2 ≈ 4.57
     neurons = pd.DataFrame(dict(layer=[1, 1, 2, 2], rank=[0, 1, 0, 1], neuron=[1, 0, 0, 1],
                                 sparsity=[0.1, 0.9, 0.5, 1.0], mean=[1.0, 2.0, 3.0, np.nan], std=[0.1] * 4))
     fig = plots.plot_neuron_sparsity(neurons, collapse=2)

@@ -1,23 +1,18 @@
 """Cutting trained networks at a layer (thesis 5.5.1): heads, costs, export, the `inc prune` command."""
-import math
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 import torch
-from scipy.stats import spearmanr
 
 from inc_utils.__main__ import main
-from inc_utils import claims as K
-from inc_utils.claims import chapter5
 from inc_utils.capture import stream_features
 from inc_utils.config import RunConfig
 from inc_utils.measure import load_model, measure_run
 from inc_utils.metrics import collapse_layer
 from inc_utils.models import build_model, probe_points
 from inc_utils.prune import (CutError, cost, cost_table, cut_layers, earliest_keeping, evaluate_heads, export,
-                             fit_heads, layer_table, rank_correlation, trunk, truncate)
+                             fit_heads, layer_table, trunk, truncate)
 from inc_utils.runs import Run
 from inc_utils.data import load_splits
 from inc_utils.train import train
@@ -182,37 +177,3 @@ def test_cli_prune_user_errors_are_one_line(collapsed, tmp_path, capsys):
     model = build_model("resnet", 18, in_shape=(1, 8, 8), num_classes=10)
     resnet.save_checkpoint(1, {"model": model.state_dict()})
     assert "a ResNet can be cut only at block boundaries, layers 0, 1, 3, 5" in error(resnet.name, "--layer", "2")
-
-
-def _layers(ncc, ridge, net=0.9):
-    """A layer_table of accuracies per layer (multiply-adds growing linearly with the layer)."""
-    n = len(ncc)
-    rows = [(-1, "network", net, 1.0)] + [(layer, head, acc, (layer + 1) / n)
-                                           for head, accs in (("ncc", ncc), ("ridge", ridge))
-                                           for layer, acc in enumerate(accs)]
-    return pd.DataFrame(rows, columns=["layer", "head", "accuracy", "macs_frac"])
-
-
-def test_claims_table_is_generated_from_the_numbers():
-    layers = _layers(ncc=[0.5, 0.7, 0.895, 0.9], ridge=[0.6, 0.85, 0.88, 0.9])
-    table = chapter5(layers, collapse=2, correlations={"ncc": (0.8, 0.01, 9), "ridge": (0.1, 0.7, 9)})
-    assert list(table.columns) == list(K.COLUMNS)
-    assert table.holds.tolist() == ["yes", "yes", "yes", "yes", "no"]
-    assert table.this_run[0] == ("cut at the collapse layer 2 of 3: test accuracy changes by -2.0 points with the "
-                                 "ridge head, -0.5 with NCC (full 0.900); saves 25% of the multiply-adds")
-    assert table.this_run[2] == "every earlier cut loses more than 1.0 point(s) (least: 5.0)"
-    assert table.this_run[3] == "Spearman rho = 0.80 (p = 0.01) over 9 sweep runs"
-    early = chapter5(_layers(ncc=[0.5, 0.895, 0.7, 0.9], ridge=[0.6, 0.7, 0.88, 0.9]), 3, None)
-    assert early.holds.tolist() == ["yes", "yes", "no"] + ["not measurable at this scale"] * 2
-    assert early.this_run[2] == "layers 1 before it already keep the accuracy within 1.0 point(s)"
-    never = chapter5(layers, None, None)
-    assert set(never.holds) == {"not measurable at this scale"}
-
-
-def test_rank_correlation_ranks_never_after_the_last_layer():
-    rows = pd.DataFrame({"collapse_layer": pd.array([1, 2, None, 3], dtype="Int64"),
-                         "keeps": pd.array([1, 2, None, 2], dtype="Int64"), "num_layers": 5})
-    rho, p, n = rank_correlation(rows, "keeps")
-    assert n == 4 and rho == pytest.approx(spearmanr([1, 2, 5, 3], [1, 2, 5, 2])[0])
-    assert math.isnan(rank_correlation(rows.assign(keeps=2), "keeps")[0])      # constant: undefined
-    assert math.isnan(rank_correlation(rows.head(2), "keeps")[0])

@@ -6,6 +6,7 @@ or chance); ``chapterN`` holds chapter N's rules, each with its constants named 
 from .chapter1 import across_experiments, chapter1
 from .chapter2 import chapter2
 from .chapter3 import THESIS_TABLE_4_3_1, THESIS_TABLE_4_3_2, chapter3, thesis_tables_4_3
+from .chapter3 import metric_agreement as chapter3_agreement, nesting as chapter3_nesting
 from .chapter4 import chapter4
 from .chapter5 import chapter5
 from .core import (COLUMNS, NO, NOT_MEASURABLE, RESULTS_BEGIN, RESULTS_END, YES, Z, Claim, binomial_se,

@@ -6,4 +6,4 @@ exported files out); ``runs`` applies it to run folders (``inc prune``) and to a
 from .cut import (GRAM_BUDGET_BYTES, HEADS, MAX_RIDGE_FEATURES, CutError, Head, check_layer, cost, cost_table,
                   cut_layers, earliest_keeping, evaluate_heads, export, fit_heads, layer_table, speed_table, trunk,
                   truncate)
-from .runs import prune_run, rank_correlation, sweep_keeps
+from .runs import prune_run, sweep_keeps

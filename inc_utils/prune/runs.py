@@ -97,18 +97,3 @@ def sweep_keeps(configs: list, *, tolerance: float = 0.01, measure: str = COLLAP
     layers = [num_layers(c.arch, c.depth) for c in configs]
     return summary.assign(architecture=[f"{c.arch.upper()}-{c.depth} on {c.dataset}" for c in configs],
                           num_layers=layers, **{k: pd.array(v, dtype="Int64") for k, v in keeps.items()})
-
-
-def rank_correlation(rows: pd.DataFrame, column: str) -> tuple[float, float, int]:
-    """Spearman's ρ (and its p-value) between ``collapse_layer`` and ``column`` over ``rows`` of
-    ``sweep_keeps``, with "never" ranked after the last layer (``num_layers``); and the count.
-    NaN when fewer than 3 rows or either side is constant."""
-    from scipy.stats import spearmanr
-    if len(rows) < 3:
-        return float("nan"), float("nan"), len(rows)
-    x = rows["collapse_layer"].astype("float").fillna(rows["num_layers"])
-    y = rows[column].astype("float").fillna(rows["num_layers"])
-    if x.nunique() < 2 or y.nunique() < 2:
-        return float("nan"), float("nan"), len(rows)
-    rho, p = spearmanr(x, y)
-    return float(rho), float(p), len(rows)
