@@ -22,8 +22,11 @@ references: $(STAMP)
 	$(MAKE) reproduce SCALE=smoke
 	$(PY) tests/make_references.py
 
+# unit tests, then the notebook references (made on this CPU's own code path) on another: PyTorch's
+# portable kernels, unless ATEN_CPU_CAPABILITY names one (tests/notebooks/README.md)
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --ignore=tests/notebooks
+	ATEN_CPU_CAPABILITY=$${ATEN_CPU_CAPABILITY:-default} $(PY) -m pytest tests/notebooks
 
 lab: $(STAMP)
 	$(PY) -m inc_utils.lab
