@@ -48,11 +48,8 @@ references: $(STAMP)
 	$(MAKE) reproduce SCALE=smoke
 	$(PY) tests/make_references.py
 
-# unit tests, then the notebook references (made on this CPU's own code path) on another: PyTorch's
-# portable kernels, unless ATEN_CPU_CAPABILITY names one (tests/notebooks/README.md)
 test: $(STAMP)
-	$(PY) -m pytest --ignore=tests/notebooks
-	ATEN_CPU_CAPABILITY=$${ATEN_CPU_CAPABILITY:-default} $(PY) -m pytest tests/notebooks
+	$(PY) -m pytest
 
 # The unit tests without the nbval notebook checks and the slow end-to-end and browser tests.
 test-fast: $(STAMP)

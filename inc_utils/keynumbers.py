@@ -11,8 +11,11 @@ stable), and record the numbers behind its results here::
 into ``<out_dir>/numbers/<chapter>.json``. The notebook tests (``tests/notebooks/conftest.py``)
 compare a re-executed chapter's file with its reference's (``differences``), each number by its
 kind's tolerance (``TOLERANCES``). The tolerances are set from the variation measured across CPU
-code paths and thread counts (``benchmarks/cpu_paths.py``; the numbers are in
-``tests/notebooks/README.md``) and stay tight enough that a 10% change of an NC measure fails.
+code paths (``benchmarks/cpu_paths.py``; the numbers are in ``tests/notebooks/README.md``) and
+stay tight enough that a 10% change of a recorded NC measure fails. Only measures that hold across
+code paths are recorded: at smoke scale the scale-free NC1 family (relative within-class trace,
+NC1, CDNV), NC3 and NC4 move by at most 5%, while the raw traces move by up to 14% and the NC2
+measures by up to a factor of five, so those are shown but not checked.
 """
 from __future__ import annotations
 
@@ -52,8 +55,8 @@ class Tolerance:
 
 #: How much each kind of number may move between CPUs (see the module docstring).
 TOLERANCES = {
-    "measure": Tolerance(relative=0.05, floor=1e-3),   # NC measures; a 10% change fails
-    "accuracy": Tolerance(absolute=0.01),               # fractions of a split
+    "measure": Tolerance(relative=0.08, floor=1e-3),   # scale-free NC measures; a 10% change fails
+    "accuracy": Tolerance(absolute=0.02),               # fractions of a split
     "layer": Tolerance(),                               # layers of collapse: exact
     "count": Tolerance(),                               # counts: exact
 }

@@ -159,9 +159,9 @@ plt.show()
 # %%
 last = metrics[(metrics.epoch == metrics.epoch.max()) & (metrics.split == "train") & (metrics.layer >= 0)]
 table = last.pivot_table(index="measure", columns="layer", values="value").loc[list(M.MEASURES)]
-for measure, values in table.iterrows():
+for measure in (M.REL_TRACE_W, M.NC1, M.CDNV, M.NC3_AVCOS, M.NCC_ACC, M.NCC_AGREE):  # NC2, raw traces: CPU noise
     keynumbers.record(out_dir, "01_intermediate_nc", "accuracy" if measure.startswith("ncc") else "measure",
-                      **{f"{label}: {measure}": values.tolist()})
+                      **{f"{label}: {measure}": table.loc[measure].tolist()})
 print(table.map(lambda v: f"{v:.3g}").to_string())
 
 # %% [markdown]
