@@ -60,6 +60,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from inc_utils import claims as K
+from inc_utils import keynumbers
 from inc_utils import metrics as M
 from inc_utils import plots
 from inc_utils import session
@@ -93,7 +94,6 @@ for cfg in configs:
 # with NC1 or CDNV (the authors' earlier code) in place of the relative trace.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 def summary_row(label, run, metrics):
     last = metrics[metrics.epoch == metrics.epoch.max()]
     net = last[last.measure == "net_acc"].set_index("split")["value"]
@@ -106,6 +106,11 @@ def summary_row(label, run, metrics):
 
 
 summary = pd.DataFrame([summary_row(label, run, m) for label, (run, m, _) in results.items()])
+for row in summary.to_dict("records"):  # checked by the tests within tolerances that hold on every CPU
+    keynumbers.record(out_dir, "01_intermediate_nc", "accuracy",
+                      **{f"{row['experiment']}: {key}": row[key] for key in ("train_acc", "test_acc")})
+    keynumbers.record(out_dir, "01_intermediate_nc", "layer",
+                      **{f"{row['experiment']}: {key}": row[key] for key in row if key.startswith("collapse")})
 print(summary.round(3).to_string(index=False))
 
 # %% [markdown]
@@ -151,9 +156,11 @@ plots.save_figure(plots.plot_nc1(metrics, f"NC1 — {label}", collapse, collapse
 plt.show()
 
 # %%
-# NBVAL_CHECK_OUTPUT
 last = metrics[(metrics.epoch == metrics.epoch.max()) & (metrics.split == "train") & (metrics.layer >= 0)]
 table = last.pivot_table(index="measure", columns="layer", values="value").loc[list(M.MEASURES)]
+for measure in (M.REL_TRACE_W, M.NC1, M.CDNV, M.NC3_AVCOS, M.NCC_ACC, M.NCC_AGREE):  # NC2, raw traces: CPU noise
+    keynumbers.record(out_dir, "01_intermediate_nc", "accuracy" if measure.startswith("ncc") else "measure",
+                      **{f"{label}: {measure}": table.loc[measure].tolist()})
 print(table.map(lambda v: f"{v:.3g}").to_string())
 
 # %% [markdown]

@@ -1,8 +1,10 @@
 """Refresh the nbval references: copy the smoke-scale notebooks executed by `make reproduce`
-from build/smoke/ into tests/notebooks/, dropping image outputs (nbval never compares them) and timings.
+from build/smoke/ into tests/notebooks/, dropping image outputs (nbval never compares them) and timings,
+and each chapter's key numbers (build/smoke/numbers/<chapter>.json -> tests/notebooks/<chapter>.numbers.json).
 
     make references     # = make reproduce SCALE=smoke && python tests/make_references.py
 """
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -31,6 +33,10 @@ def main() -> None:
     for source in sources:
         nbformat.write(strip_images(nbformat.read(source, as_version=4)), dest / source.name)
         print(f"{source.name} -> {dest / source.name}")
+        numbers = source.parent / "numbers" / f"{source.stem}.json"
+        if numbers.exists():
+            shutil.copyfile(numbers, dest / f"{source.stem}.numbers.json")
+            print(f"numbers/{numbers.name} -> {dest / f'{source.stem}.numbers.json'}")
 
 
 if __name__ == "__main__":
