@@ -519,6 +519,7 @@ def plot_ticket_accuracy(accuracy: pd.DataFrame, title: str = "") -> plt.Figure:
                 linestyle="-" if len(mean) > 1 else "none")
         ax.scatter(rows["params"], rows["accuracy"], s=10, color=colour, alpha=0.5)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set(xlabel="nonzero parameters", ylabel="test accuracy", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -527,13 +528,14 @@ def plot_ticket_accuracy(accuracy: pd.DataFrame, title: str = "") -> plt.Figure:
 
 def plot_ticket_nc1(metrics: pd.DataFrame, collapse: int | None = None, title: str = "",
                     measure: str = M.NC1) -> plt.Figure:
-    """NC1 (or ``measure``) per layer of the dense network and of each round's ticket, train split
-    (``metrics``: ``measure_run`` tables with a ``network`` column naming each line; seeds averaged)."""
+    """NC1 (or ``measure``) per layer of the dense network (black) and of each round's ticket, train
+    split (``metrics``: ``measure_run`` tables with a ``network`` column naming each line; seeds averaged)."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     rows = metrics[(metrics["measure"] == measure) & (metrics["split"] == "train") & (metrics["layer"] >= 0)]
     networks = list(dict.fromkeys(rows["network"]))
     colours = sns.color_palette(EPOCHS, len(networks))
     for colour, network in zip(colours, networks):
+        colour = "black" if network == "dense" else colour
         part = rows[rows["network"] == network].groupby("layer")["value"].mean()
         ax.plot(part.index, part.values, marker="o", markersize=4, color=colour, label=network)
     mark_collapse(ax, collapse)
