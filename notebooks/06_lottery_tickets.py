@@ -180,7 +180,10 @@ measure_seconds = time.perf_counter() - tic
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(collapses.astype({"collapse_layer": "Int64"}).round(2).to_string(index=False))
+print(collapses.astype({"collapse_layer": "Int64"})[["seed", "family", "round", "collapse_layer"]].to_string(index=False))
+
+# %%
+print("last layer's relative within-class trace:", collapses["last_rel_trace"].round(3).tolist())
 
 # %%
 nc = pd.concat([dense_metrics[s].assign(network="dense") for s in seeds]
@@ -237,11 +240,12 @@ accuracy = pd.DataFrame(rows)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-summary = accuracy.groupby(["family", "round"], sort=False)[["accuracy", "params", "macs"]].mean()
-summary["params"] = (summary["params"] / 1e3).round(0).astype(int)
-summary["macs"] = (summary["macs"] / 1e3).round(0).astype(int)
-print(f"mean over {len(seeds)} seed(s); params and multiply-adds in thousands")
-print(summary.round(2).rename(columns={"params": "params (k)", "macs": "macs (k)"}).to_string())
+counts = accuracy.groupby(["family", "round"], sort=False)[["params", "macs"]].mean()
+print(f"nonzero parameters and multiply-adds per image, in thousands (mean over {len(seeds)} seed(s))")
+print((counts / 1e3).round(0).astype(int).to_string())
+
+# %%
+print(accuracy.pivot_table(index=["family", "round"], columns="seed", values="accuracy", sort=False).round(3).to_string())
 
 # %%
 plots.save_figure(plots.plot_ticket_accuracy(accuracy, f"Accuracy per parameter — {label}"), "ch6_accuracy")
