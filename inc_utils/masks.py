@@ -27,11 +27,6 @@ from torch.nn.utils import prune
 from .models import probe_points
 
 
-def full_masks(model: nn.Module) -> list[torch.Tensor]:
-    """All-ones masks (nothing pruned) for ``model``'s probe points."""
-    return [torch.ones_like(p.weight, device="cpu") for p in probe_points(model)]
-
-
 def magnitude_masks(weights: list[torch.Tensor], masks: list[torch.Tensor], rate: float,
                     output_rate: float) -> list[torch.Tensor]:
     """Next round's masks: ``masks`` with ``round(rate * survivors)`` of the hidden layers' surviving
@@ -96,7 +91,3 @@ def effective_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             out[key] = value
     return out
 
-
-def count_nonzero(masks: list[torch.Tensor]) -> int:
-    """Weights kept by ``masks``."""
-    return int(sum(m.sum().item() for m in masks))

@@ -58,9 +58,3 @@ def cut_accuracy(model: nn.Module, layer: int, train_batches: Batches, test_batc
     return {"accuracy": float(table.loc[table["head"] == "ridge", "accuracy"].item()),
             **nonzero_cost(P.truncate(model, head), in_shape)}
 
-
-def layer_groups(num_layers: int, collapse: int) -> tuple[list[int], list[int]]:
-    """The hidden-to-hidden weight layers (all but the input and output modules, whose shapes differ)
-    before the layer of collapse (kept by a cut there) and from it on (dropped by the cut)."""
-    hidden = range(1, num_layers - 1)
-    return [l for l in hidden if l < collapse], [l for l in hidden if l >= collapse]
