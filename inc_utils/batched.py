@@ -11,8 +11,8 @@ columns, status and checkpoints that ``train.train`` writes, reads and can resum
 Same as training alone (``train.train``), so results agree up to float round-off
 (``bmm`` vs ``mm``, reduction order):
 
-- initial weights: model k is ``train.build_for`` right after ``torch.manual_seed(seed_k)``;
-- data: model k's train split is ``train.load_splits`` with its own seed (a different
+- initial weights: model k is ``models.build_for`` right after ``torch.manual_seed(seed_k)``;
+- data: model k's train split is ``data.load_splits`` with its own seed (a different
   ``n_per_class`` subset per seed; identical splits are stored once);
 - minibatch order: model k draws its own permutation each epoch from its own
   ``torch.Generator(device).manual_seed(seed_k)``, and its batches are gathered with a
@@ -51,10 +51,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .data import Dataset
+from .data import Dataset, load_splits
+from .models import build_for
 from .runs import CorruptCheckpointError, Run
-from .train import (build_for, check_fits, checkpoint_state, configure_threads, load_splits, loss_fn, lr_at,
-                    progress_enabled, resolve_device, stopped_or_failed)
+from .settings import IncWarning, progress_enabled, resolve_device
+from .train import check_fits, checkpoint_state, loss_fn, lr_at, stopped_or_failed
 
 PER_MODEL = ("lr", "weight_decay", "momentum", "seed")
 
@@ -249,7 +250,7 @@ class Split:
 
 
 def load_group_splits(configs: list[RunConfig], device: str, data_root: str | Path | None) -> tuple[Split, Split]:
-    """Each model's train split (as ``train.load_splits`` with its seed) and the common test split."""
+    """Each model's train split (as ``data.load_splits`` with its seed) and the common test split."""
     sets: list[Dataset] = []
     index: dict[int, int] = {}
     for cfg in configs:
@@ -286,7 +287,7 @@ def train_epoch(stack: Stack, split: Split, generators: list[torch.Generator], c
 
 @torch.no_grad()
 def accuracies(stack: Stack, split: Split, batch_size: int = 1024) -> list[float]:
-    """Eval-mode accuracy of each model over its whole split, as ``train.accuracy``."""
+    """Eval-mode accuracy of each model over its whole split, as ``models.accuracy``."""
     n = split.x.shape[1]
     correct = torch.zeros(len(split.owner), dtype=torch.long, device=split.x.device)
     for start in range(0, n, batch_size):
@@ -326,7 +327,7 @@ def newest_common_checkpoint(runs: list[Run]) -> tuple[int, list[dict] | None]:
         try:
             return epoch, [run.load_checkpoint(epoch) for run in runs]
         except CorruptCheckpointError as err:
-            warnings.warn(f"skipping epoch {epoch}: {err}", stacklevel=2)
+            warnings.warn(f"skipping epoch {epoch}: {err}", IncWarning, stacklevel=2)
     return 0, None
 
 
@@ -342,7 +343,6 @@ def train_batched(configs: list[RunConfig], *, runs_dir: str | Path | None = Non
                          + "; split them with batch_groups")
     todo = [c for c in groups[0] if not Run.for_config(c, runs_dir).finished]
     if todo:
-        configure_threads()
         device = resolve_device(device)
         train_split, test_split = load_group_splits(todo, device, data_root)
         check_fits(todo[0], train_split.data, device, models=len(todo))

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError
+from .config import ConfigError, RunConfig
 
 DATASETS = ("mnist", "fashion_mnist", "svhn", "cifar10", "digits", "synthetic")
 SPLITS = ("train", "test")
@@ -521,3 +521,13 @@ def load_dataset(
     )
     dataset.pad_to_32 = pad_to_32
     return dataset.subset(n_per_class, seed) if n_per_class is not None else dataset
+
+
+def load_splits(config: RunConfig, device: str, data_root: str | os.PathLike | None = None,
+                download: bool = False) -> tuple[Dataset, Dataset]:
+    """A run's train split (balanced subset if ``n_per_class``, seeded by the run's seed) and test
+    split, on ``device``."""
+    train = load_dataset(config.dataset, "train", root=data_root, download=download,
+                         n_per_class=config.n_per_class, seed=config.seed)
+    test = load_dataset(config.dataset, "test", root=data_root, download=download)
+    return train.to(device), test.to(device)

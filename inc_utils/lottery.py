@@ -36,9 +36,8 @@ from torch import nn
 from .config import ConfigError, RunConfig
 from .data import Dataset
 from .masks import magnitude_masks, random_masks
-from .models import probe_points
+from .models import build_for, probe_points
 from .runs import CorruptCheckpointError, Run, find_run, save_checkpoint_bytes
-from .train import build_for
 
 MASK_FILE = "mask.pt"
 

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from . import settings
 from .config import ConfigError, RunConfig, from_dict, read_yaml
-from .runs import DamagedRunError, Run, RunLockedError, default_runs_dir, list_runs
+from .runs import DamagedRunError, Run, RunLockedError, list_runs
 
 EXECUTORS = ("local", "processes", "submitit-local", "slurm")
 #: Default most MLPs per batched group: MLP-10 (width 1024) on CIFAR10 has 12.6M parameters, and
@@ -118,9 +120,14 @@ class TrainTask:
 
     def __init__(self, runs_dir: str, device: str | None, data_root: str | None, batched: bool):
         self.runs_dir, self.device, self.data_root, self.batched = runs_dir, device, data_root, batched
+        # a worker process (processes, submitit, SLURM) is a process boundary: it applies the settings
+        # of the process that made the task (folders, threads, progress), whatever its environment
+        self.settings, self.maker = settings.current(), os.getpid()
 
     def __call__(self, configs: list[dict]) -> list[str]:
         from .train import train
+        if os.getpid() != self.maker:
+            settings.use(self.settings)
         cfgs = [from_dict(c) for c in configs]
         if self.batched and len(cfgs) > 1:
             from .batched import train_batched
@@ -181,7 +188,7 @@ def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, e
     ``MAX_GROUP``) per group; a failed group marks its unfinished runs failed."""
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
-    runs_dir = str(runs_dir or default_runs_dir())
+    runs_dir = str(settings.runs_dir(runs_dir))
     task = TrainTask(runs_dir, device, data_root, batched)
     work = [[c.to_dict() for c in group] for group in tasks_for(configs, runs_dir, batched, group_size)]
     if not work:
@@ -191,9 +198,7 @@ def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, e
             task(item)
     elif executor == "processes":
         # spawn, not fork: a forked child of a process that ran multi-threaded OpenMP hangs (libgomp)
-        from .train import configure_threads
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=configure_threads) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(pool.map(task, work))
     else:
         import submitit

@@ -71,11 +71,9 @@ drive_folder = None        # Colab: keep runs in this Google Drive folder, to re
 
 # %%
 import time
-import warnings
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 from IPython.display import Markdown
 
 from inc_utils import claims as K
@@ -84,17 +82,14 @@ from inc_utils import session
 from inc_utils import ticket_measures as T
 from inc_utils.batched import train_batched
 from inc_utils.config import from_dict
+from inc_utils.data import load_splits
 from inc_utils.lottery import ticket_config
 from inc_utils.measure import load_model, measure_run
 from inc_utils.metrics import collapse_layer
 from inc_utils.models import num_layers
-from inc_utils.train import load_splits, resolve_device, train
+from inc_utils.train import train
 
-warnings.filterwarnings("ignore", category=UserWarning)
-globals().update(session.scale_parameters("06_lottery_tickets", scale))
-session.prepare({"experiment": experiment}, data_dir, download, drive_folder)
-device = resolve_device(device)
-print("GPU:", torch.cuda.get_device_name() if device.startswith("cuda") else "none, running on the CPU")
+globals().update(session.setup("06_lottery_tickets", globals()))  # scale, folders, threads, device, data
 cfg = from_dict(experiment)
 label = f"{cfg.arch.upper()}-{cfg.depth} on {cfg.dataset}"
 layers = num_layers(cfg.arch, cfg.depth)
@@ -160,7 +155,8 @@ print(kept.round(2).to_string())
 # layer *l*'s features; the last point is the output layer, pruned at its own lower rate.
 
 # %%
-plots.save_figure(plots.plot_ticket_density(tickets, collapse, f"IMP ticket density — {label}"), "ch6_density")
+fig = plots.plot_ticket_density(tickets, collapse, f"IMP ticket density — {label}")
+plots.save_figure(fig, "ch6_density", figures_dir)
 plt.show()
 
 # %% [markdown]
@@ -188,7 +184,8 @@ print("last layer's relative within-class trace:", collapses["last_rel_trace"].r
 # %%
 nc = pd.concat([dense_metrics[s].assign(network="dense") for s in seeds]
                + [m.assign(network=f"ticket, round {r}") for (s, r, _), m in ticket_metrics.items() if r > 0])
-plots.save_figure(plots.plot_ticket_nc1(nc, collapse, f"NC1 per layer, dense vs tickets — {label}"), "ch6_nc1")
+fig = plots.plot_ticket_nc1(nc, collapse, f"NC1 per layer, dense vs tickets — {label}")
+plots.save_figure(fig, "ch6_nc1", figures_dir)
 plt.show()
 
 # %% [markdown]
@@ -248,7 +245,8 @@ print((counts / 1e3).round(0).astype(int).to_string())
 print(accuracy.pivot_table(index=["family", "round"], columns="seed", values="accuracy", sort=False).round(3).to_string())
 
 # %%
-plots.save_figure(plots.plot_ticket_accuracy(accuracy, f"Accuracy per parameter — {label}"), "ch6_accuracy")
+plots.save_figure(plots.plot_ticket_accuracy(accuracy, f"Accuracy per parameter — {label}"), "ch6_accuracy",
+                  figures_dir)
 plt.show()
 
 # %% [markdown]
@@ -273,7 +271,7 @@ print(f"rounds {rounds_seconds:.0f} s, measuring tickets {measure_seconds:.0f} s
 
 # %%
 claims = K.chapter6(accuracy, density, collapses, collapse, layers, len(test_set))
-K.save(claims, "06_lottery_tickets", session.output_dir() / "claims")
+K.save(claims, "06_lottery_tickets", out_dir / "claims")
 Markdown(K.to_markdown(claims))
 
 # %%

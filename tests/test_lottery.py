@@ -16,7 +16,9 @@ from inc_utils.masks import apply_masks, densities, effective_state_dict, magnit
 from inc_utils.measure import load_model
 from inc_utils.models import MLP, probe_points
 from inc_utils.runs import CorruptCheckpointError, Run
-from inc_utils.train import build_for, load_splits, train
+from inc_utils.data import load_splits
+from inc_utils.models import build_for
+from inc_utils.train import train
 
 PARENT = RunConfig(dataset="digits", n_per_class=30, depth=3, width=32, epochs=12, lr=0.05,
                    lr_milestones=[6, 9], checkpoints=[4, 8], eval_every=4)
