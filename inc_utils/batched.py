@@ -64,13 +64,14 @@ def batch_groups(configs: list[RunConfig], max_size: int | None = None) -> list[
     """Group the MLP configs that can train together: equal in every field but ``PER_MODEL``.
 
     Groups and members keep first-appearance order; a repeated config appears once; other
-    architectures are left out (train them with ``train.train``). With ``max_size``, a larger
+    architectures and lottery-ticket rounds (masked, ``lottery.py``) are left out (train them
+    with ``train.train``). With ``max_size``, a larger
     group is cut into the fewest near-equal consecutive parts of at most ``max_size`` models."""
     if max_size is not None and max_size < 1:
         raise ValueError(f"max_size must be at least 1, got {max_size}")
     groups: dict[str, dict[str, RunConfig]] = {}
     for cfg in configs:
-        if cfg.arch == "mlp":
+        if cfg.arch == "mlp" and not cfg.is_ticket:
             shared = {k: v for k, v in cfg.to_dict().items() if k not in PER_MODEL}
             groups.setdefault(json.dumps(shared, sort_keys=True), {})[cfg.name] = cfg
     parts = []

@@ -18,7 +18,8 @@ from .runs import atomic_write_text
 
 HOLDS = {"yes": "holds", "no": "fails", "not measurable at this scale": "unmeasurable"}
 #: Chapter number -> the figure its card shows; otherwise the chapter's first figure by name.
-HEADLINE = {1: "ch1_nc1", 2: "ch2_collapse_vs_error_0", 3: "ch3_umap_class_true", 4: "ch4_pca"}
+HEADLINE = {1: "ch1_nc1", 2: "ch2_collapse_vs_error_0", 3: "ch3_umap_class_true", 4: "ch4_pca",
+            6: "ch6_density"}
 NBVAL_MARKER = re.compile(r"^[ \t]*# NBVAL_\w+[ \t]*\n?", re.MULTILINE)
 SECTION = re.compile(r'<h2 id="([^"]+)">(.*?)<a class="anchor-link"')
 

@@ -94,6 +94,14 @@ class RunConfig:
     list, so its hash is that of a config stating those milestones.
     Checkpoints are written after each epoch in ``checkpoints``, every ``checkpoint_every``
     epochs (0 = never) and always after the last epoch.
+
+    Lottery tickets (``lottery.py``, thesis 5.5.2): a config with ``ticket_parent`` (the name of
+    a finished run of the same network and seed) trains a masked copy of that run: round
+    ``ticket_round`` of iterative magnitude pruning at ``ticket_rate`` of the remaining hidden
+    weights per round (``ticket_output_rate`` for the output layer), survivors rewound to the
+    parent's weights at epoch ``ticket_rewind`` (0: its initialisation), or, with
+    ``ticket_random``, a random mask of the ticket's per-layer densities. These fields are left
+    out of the hash at their defaults, so the configs of ordinary runs keep their hashes.
     """
 
     dataset: str = "digits"
@@ -117,6 +125,12 @@ class RunConfig:
     checkpoints: list[int] = field(default_factory=list)
     checkpoint_every: int = 0
     eval_every: int = 1
+    ticket_parent: str | None = None
+    ticket_round: int = 0
+    ticket_rate: float = 0.0
+    ticket_output_rate: float = 0.0
+    ticket_rewind: int = 0
+    ticket_random: bool = False
 
     def __post_init__(self):
         _check_types(self)
@@ -146,20 +160,35 @@ class RunConfig:
             raise ConfigError(f"depth: ConvNet needs depth >= 2 (two downsampling convs), got {self.depth}")
         if self.n_per_class is not None and self.n_per_class < 1:
             raise ConfigError(f"n_per_class must be >= 1 or null, got {self.n_per_class}")
+        for key in ("ticket_rate", "ticket_output_rate"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{key} must lie in [0, 1), got {getattr(self, key)}")
+        for key in ("ticket_round", "ticket_rewind"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.ticket_parent is None and any(getattr(self, k) != v for k, v in TICKET_DEFAULTS.items()):
+            raise ConfigError("ticket_* fields need ticket_parent, the run whose ticket this is")
         bad = [e for e in self.checkpoints + self.lr_milestones if not 1 <= e <= self.epochs]
         if bad:
             raise ConfigError(f"checkpoints and lr_milestones must lie in [1, epochs={self.epochs}], got {bad}")
 
     @property
     def hash(self) -> str:
-        """Canonical hash: sha256 of the sorted-key JSON of all fields, 12 hex digits."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        """Canonical hash: sha256 of the sorted-key JSON of all fields, 12 hex digits; the
+        ``ticket_*`` fields are left out where they equal ``TICKET_DEFAULTS`` (ordinary runs)."""
+        fields = {k: v for k, v in self.to_dict().items() if not (k in TICKET_DEFAULTS and v == TICKET_DEFAULTS[k])}
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @property
     def name(self) -> str:
         """Readable run name, unique through the hash: ``digits-mlp8-<hash>``."""
         return f"{self.dataset}-{self.arch}{self.depth}-{self.hash}"
+
+    @property
+    def is_ticket(self) -> bool:
+        """A lottery-ticket round (``lottery.py``) rather than an ordinary run."""
+        return self.ticket_parent is not None
 
     def checkpoint_epochs(self) -> list[int]:
         """Sorted epochs after which a checkpoint is written."""
@@ -171,6 +200,10 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+#: The ticket fields' defaults: an ordinary run; left out of the hash when equal to these.
+TICKET_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name.startswith("ticket_")}
 
 
 def from_dict(data: dict, cls=RunConfig):

@@ -553,3 +553,72 @@ def plot_keep_vs_collapse(rows: pd.DataFrame, num_layers: int, title: str = "") 
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# Chapter 6: lottery tickets ---------------------------------------------------------------------
+
+def plot_ticket_density(density: pd.DataFrame, collapse: int | None = None, title: str = "") -> plt.Figure:
+    """Share of each weight layer's weights kept by the ticket of each IMP round (``density``:
+    ``ticket_measures.density_table`` of the magnitude tickets; mean over seeds), layer of collapse
+    marked. x: the probe layer the weights read (0 = the input layer's weights)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    rows = density[density["round"] > 0].groupby(["round", "layer"], as_index=False)["density"].mean()
+    colours = sns.color_palette(EPOCHS, rows["round"].nunique())
+    for colour, (rnd, part) in zip(colours, rows.groupby("round")):
+        ax.plot(part["layer"], part["density"], marker="o", markersize=4, color=colour, label=f"round {rnd}")
+    mark_collapse(ax, collapse)
+    ax.set_yscale("log")
+    ax.set_xticks(sorted(rows["layer"].unique()))
+    ax.set(xlabel="weights reading layer", ylabel="share of weights kept", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+TICKET_FAMILIES = {"dense": "full network", "ticket": "IMP ticket", "random": "random mask (control)",
+                   "cut": "cut at the collapse layer", "ticket cut": "ticket cut at the collapse layer",
+                   "shallow": "as deep as the collapse layer, from scratch"}
+
+
+def plot_ticket_accuracy(accuracy: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Test accuracy against nonzero parameters (log scale) of each family of networks (``accuracy``:
+    columns ``seed, family, round, accuracy, params``; rounds of a family joined by a line, one
+    marker per seed)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for colour, (family, label) in zip(CATEGORICAL, TICKET_FAMILIES.items()):
+        rows = accuracy[accuracy["family"] == family]
+        if rows.empty:
+            continue
+        mean = rows.groupby("round", as_index=False)[["params", "accuracy"]].mean()
+        ax.plot(mean["params"], mean["accuracy"], marker="o", markersize=5, color=colour, label=label,
+                linestyle="-" if len(mean) > 1 else "none")
+        ax.scatter(rows["params"], rows["accuracy"], s=10, color=colour, alpha=0.5)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set(xlabel="nonzero parameters", ylabel="test accuracy", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ticket_nc1(metrics: pd.DataFrame, collapse: int | None = None, title: str = "",
+                    measure: str = M.NC1) -> plt.Figure:
+    """NC1 (or ``measure``) per layer of the dense network (black) and of each round's ticket, train
+    split (``metrics``: ``measure_run`` tables with a ``network`` column naming each line; seeds averaged)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    rows = metrics[(metrics["measure"] == measure) & (metrics["split"] == "train") & (metrics["layer"] >= 0)]
+    networks = list(dict.fromkeys(rows["network"]))
+    colours = sns.color_palette(EPOCHS, len(networks))
+    for colour, network in zip(colours, networks):
+        colour = "black" if network == "dense" else colour
+        part = rows[rows["network"] == network].groupby("layer")["value"].mean()
+        ax.plot(part.index, part.values, marker="o", markersize=4, color=colour, label=network)
+    mark_collapse(ax, collapse)
+    name, ylabel, log = AXES[measure]
+    if log:
+        ax.set_yscale("log")
+    ax.set_xticks(sorted(rows["layer"].unique()))
+    ax.set(xlabel="layer", ylabel=ylabel, title=title or name)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, RunConfig, one_line
 from .data import Dataset, load_splits
+from .masks import apply_masks, effective_state_dict
 from .models import accuracy, build_for
 from .runs import Run
 from .settings import progress_enabled, resolve_device
@@ -86,6 +87,12 @@ def train(config: RunConfig, *, runs_dir: str | Path | None = None, device: str 
     run = Run.for_config(config, runs_dir)
     if run.finished:
         return run
+    if config.is_ticket:  # a lottery-ticket round: the rounds it is pruned from are trained first
+        from .lottery import parent_run, prerequisites
+        parent_run(config, runs_dir)
+        for before in prerequisites(config):
+            train(before, runs_dir=runs_dir, device=device, data_root=data_root, download=download,
+                  progress=progress)
     device = resolve_device(device)
     train_set, test_set = load_splits(config, device, data_root, download)
     check_fits(config, train_set, device)
@@ -100,15 +107,23 @@ def _fit(run: Run, config: RunConfig, train_set: Dataset, test_set: Dataset, dev
          progress: bool | None) -> None:
     """The training loop of ``train``, from the run's newest valid checkpoint; the caller holds the lock."""
     torch.manual_seed(config.seed)
-    model = build_for(config, train_set).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    model = build_for(config, train_set)
+    masks = None
+    if config.is_ticket:  # rewound weights and the round's mask (lottery.py)
+        from .lottery import start_model
+        masks = start_model(run, config, model, train_set, run.path.parent)
+    model = model.to(device)
     order = torch.Generator(device=device).manual_seed(config.seed)
     log: list[dict] = []
     start = 0
     state = run.latest_valid_checkpoint(map_location=device)
     if state is not None:
         model.load_state_dict(state["model"])
+    if masks is not None:
+        apply_masks(model, masks)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         order.set_state(state["order_rng"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
@@ -137,7 +152,7 @@ def _fit(run: Run, config: RunConfig, train_set: Dataset, test_set: Dataset, dev
             if math.isfinite(row["test_acc"]):
                 bar.set_postfix(loss=f"{loss:.4f}", test_acc=f"{row['test_acc']:.3f}")
             if epoch in checkpoint_epochs:
-                run.save_checkpoint(epoch, checkpoint_state(epoch, model.state_dict(), optimizer.state_dict(),
+                run.save_checkpoint(epoch, checkpoint_state(epoch, effective_state_dict(model), optimizer.state_dict(),
                                                             order.get_state(), torch.get_rng_state(), log, lr))
     except BaseException as err:
         run.set_status(**stopped_or_failed(err))

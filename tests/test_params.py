@@ -148,3 +148,12 @@ def test_ctrl_c_keeps_the_previous_build_and_says_so_in_one_line(tmp_path):
     assert f"{project / 'build' / 'smoke'} is unchanged" in err
     assert [p.name for p in (project / "build" / "smoke").iterdir()] == ["old.html"]
     assert not list((project / "build").glob(".smoke.building-*"))
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "colab", "paper"])
+def test_chapter6_prunes_chapter1s_network_to_at_least_90_percent(scale):
+    ch6 = read_yaml(ROOT / f"params/{scale}/06_lottery_tickets.yaml")
+    ch1 = read_yaml(ROOT / f"params/{scale}/01_intermediate_nc.yaml")["experiments"][0]
+    assert configs_in(ch6) == configs_in({"experiment": ch1})      # the same run: a cache hit after chapter 1
+    assert 1 - (1 - ch6["rate"]) ** ch6["rounds"] >= 0.9
+    assert ch6["output_rate"] < ch6["rate"] and ch6["rewind_epoch"] in ch1["checkpoints"]

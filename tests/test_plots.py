@@ -212,3 +212,31 @@ def test_pruning_figures_draw_the_known_curves_the_network_and_the_collapse_laye
     ax = plots.plot_keep_vs_collapse(rows, num_layers=3).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "none"]
     assert ax.get_xlabel() == "layer of collapse"
+
+
+def test_ticket_figures_draw_the_known_values_per_round_family_and_network():
+    density = pd.DataFrame([dict(seed=s, round=r, family="ticket", layer=l, density=0.5 ** r * (1 + l) / 4 + 0.01 * s)
+                            for s in (0, 1) for r in (0, 1, 2) for l in range(4)])
+    ax = plots.plot_ticket_density(density, collapse=2, title="t").axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"round 1", "round 2", "layer of collapse"}           # round 0 keeps everything: not drawn
+    np.testing.assert_allclose(lines["round 2"].get_ydata(), [0.25 * (1 + l) / 4 + 0.005 for l in range(4)])
+    assert list(lines["layer of collapse"].get_xdata()) == [2, 2] and ax.get_yscale() == "log"
+
+    accuracy = pd.DataFrame([dict(seed=0, family="ticket", round=r, accuracy=0.9 - 0.05 * r, params=10 ** (6 - r))
+                             for r in range(3)] + [dict(seed=0, family="cut", round=-1, accuracy=0.85, params=5e5)])
+    ax = plots.plot_ticket_accuracy(accuracy).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["IMP ticket"].get_xdata(), [1e6, 1e5, 1e4])
+    np.testing.assert_allclose(lines["IMP ticket"].get_ydata(), [0.9, 0.85, 0.8])
+    assert lines["cut at the collapse layer"].get_ydata()[0] == pytest.approx(0.85)
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "nonzero parameters"
+
+    nc = pd.DataFrame([dict(network=n, split="train", measure=M.NC1, layer=l, value=v * (l + 1))
+                       for n, v in (("dense", 1.0), ("ticket, round 1", 2.0)) for l in range(3)]
+                      + [dict(network="dense", split="test", measure=M.NC1, layer=0, value=99.0)])
+    ax = plots.plot_ticket_nc1(nc, collapse=1).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["ticket, round 1"].get_ydata(), [2.0, 4.0, 6.0])
+    np.testing.assert_allclose(lines["dense"].get_ydata(), [1.0, 2.0, 3.0])        # the test split is not drawn
+    assert ax.get_yscale() == "log"
