@@ -196,12 +196,14 @@ def step_distance(sparsity: np.ndarray, num_classes: int) -> np.ndarray:
 
 def leading_direction_table(activations: dict) -> pd.DataFrame:
     """Per layer: the leading direction of the uncentred data (``leading_direction``), its corresponding
-    dimensionality and its cosine with the global mean; and the width d. activations: {layer: (N, d)}."""
+    dimensionality and its cosine with the global mean; the width d and ``live``, the neurons not zero
+    on every sample (a dead neuron's entry of the direction is exactly 0, so a random direction over
+    the live neurons is its baseline). activations: {layer: (N, d)}."""
     rows = []
     for layer, A in activations.items():
         u = leading_direction(A)
         mean = np.sum(A, axis=0, dtype=np.float64)
         norm = np.linalg.norm(mean)
-        rows.append(dict(layer=layer, width=A.shape[1], leading_dim=float(corresponding_dimensionality(u[:, None])[0]),
+        rows.append(dict(layer=layer, width=A.shape[1], live=int((A != 0).any(axis=0).sum()), leading_dim=float(corresponding_dimensionality(u[:, None])[0]),
                          cosine_with_mean=float(u @ mean / norm) if norm > 0 else float("nan")))
     return pd.DataFrame(rows)

@@ -70,6 +70,18 @@ def test_leading_direction_of_non_negative_data_is_the_mean():
     assert table.leading_dim[0] > SP.random_direction_dimensionality(D)[0] + 5 * SP.random_direction_dimensionality(D)[1]
 
 
+def test_dead_neurons_leave_the_leading_direction_and_its_baseline():
+    rng = np.random.default_rng(3)
+    A = _relu_gaussian(rng, 1.0)
+    A[:, : D // 2] = 0                                              # half the neurons dead
+    table = SP.leading_direction_table({1: A})
+    assert table.live[0] == D // 2 and table.width[0] == D
+    # close to flat over the live half (a flat unit vector over k coordinates has π k / 2), which is
+    # far below a random direction over all D neurons: only the live count is a fair baseline
+    assert table.leading_dim[0] == pytest.approx(math.pi / 2 * (D // 2), rel=0.05)
+    assert table.leading_dim[0] < SP.random_direction_dimensionality(D)[0] - 5 * SP.random_direction_dimensionality(D)[1]
+
+
 def test_step_distance_and_bootstrap_of_a_low_rank_layer():
     assert SP.step_distance(np.array([0.3, 0.35, 0.98]), 10) == pytest.approx([0.0, 0.05, 0.02])
     rng = np.random.default_rng(2)

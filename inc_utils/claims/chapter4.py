@@ -101,18 +101,21 @@ def chapter4(components: dict[int, int], component_draws: dict[int, np.ndarray],
                       f"{Z:g} SDs of the same drop over {len(next(iter(component_draws.values())))} bootstrap "
                       f"resamples of the training points (decades)"))
 
-    # ℓ1: the leading uncentred direction against one random direction
+    # ℓ1: the leading uncentred direction against one random direction over the layer's live neurons
     lead = leading.set_index("layer")
-    baseline = {int(d): SP.random_direction_dimensionality(int(d)) for d in lead["width"].unique()}
-    excess = pd.Series({l: lead.loc[l, "leading_dim"] - baseline[int(lead.loc[l, "width"])][0] for l in before})
+    baseline = {int(d): SP.random_direction_dimensionality(int(d)) for d in lead["live"].unique()}
+    random_dim = {l: baseline[int(lead.loc[l, "live"])] for l in before}
+    excess = pd.Series({l: lead.loc[l, "leading_dim"] - random_dim[l][0] for l in before})
     worst = excess.idxmin()
     rows.append(judge(*_CLAIMS["bias"],
                       "corresponding dimensionality of the leading direction in layers "
-                      f"{before[0]}-{before[-1]}: {fmt(lead.loc[before, 'leading_dim'], 0)} (random: "
-                      f"{fmt([baseline[int(lead.loc[l, 'width'])][0] for l in before], 1)}); cosine with the mean "
+                      f"{before[0]}-{before[-1]}: {fmt(lead.loc[before, 'leading_dim'], 0)} (random over the "
+                      f"{', '.join(str(int(lead.loc[l, 'live'])) for l in before)} live neurons: "
+                      f"{fmt([random_dim[l][0] for l in before], 1)}); cosine with the mean "
                       f"{fmt(lead.loc[before, 'cosine_with_mean'])}",
-                      excess.loc[worst], Z * baseline[int(lead.loc[worst, "width"])][1],
-                      f"{Z:g} SDs of one random unit direction's dimensionality (exact), least layer ({worst})"))
+                      excess.loc[worst], Z * random_dim[worst][1],
+                      f"{Z:g} SDs of one random unit direction's dimensionality over the live neurons (exact), "
+                      f"least layer ({worst})"))
 
     # ℓ1 over all components against random orthonormal bases of the same width
     mean_dim = spectrum.groupby("layer")["corresponding_dim"].mean()
