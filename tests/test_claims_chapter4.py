@@ -120,3 +120,15 @@ def test_no_collapse_is_not_measurable():
     layers = {1: _relu_gaussian(rng, 1.0), 2: _relu_gaussian(rng, 1.0)}
     table = K.chapter4(*_tables(layers), collapse=None, num_classes=C)
     assert (table.holds == K.NOT_MEASURABLE).all() and len(table) == len(C4._CLAIMS)
+
+
+def test_pca_shift_is_not_judged_when_the_trend_alone_reaches_c_minus_1():
+    halving = {1: 400, 2: 200, 3: 100, 4: 40, 5: 38}                # the trend alone: 100 -> ~35
+    effect, _, _, floored = C4.pca_shift(halving, {l: np.full(5, c) for l, c in halving.items()}, 4, C)
+    assert not floored and effect == pytest.approx(math.log10(100 / 2 ** 1.5) - np.mean(np.log10([40, 38])))
+    steady = {1: 400, 2: 300, 3: 225, 4: 20, 5: 18}                 # the trend alone: 225 -> ~146
+    effect, _, _, floored = C4.pca_shift(steady, {l: np.full(5, c) for l, c in steady.items()}, 4, C)
+    assert not floored and effect > 0.8
+    fast = {1: 2000, 2: 200, 3: 20, 4: 10, 5: 10}                   # the trend predicts 2 < C−1 components
+    *_, floored = C4.pca_shift(fast, {l: np.full(5, c) for l, c in fast.items()}, collapse=4, num_classes=C)
+    assert floored

@@ -56,29 +56,35 @@ def _collapse_split(layers, collapse):
     return (before, after) if before and after else None
 
 
-def pca_shift(components: dict[int, int], draws: dict[int, np.ndarray], collapse: int) -> tuple[float, float, str]:
-    """(effect, noise sd, text) of the drop in the number of components at the collapse, in decades:
-    log10 of the count in the last layer before the collapse minus the mean log10 count from it on,
-    less what the per-layer change before the collapse (its mean step; 0 with one layer before)
-    gives over the same distance. The sd is that of the same quantity over bootstrap counts."""
+def pca_shift(components: dict[int, int], draws: dict[int, np.ndarray], collapse: int,
+              num_classes: int = 10) -> tuple[float, float, str, bool]:
+    """(effect, noise sd, text, floored) of the drop in the number of components at the collapse, in decades:
+    the mean log10 count from the collapse layer on, below what depth alone predicts for it. Depth
+    alone continues the last count before the collapse at the mean per-layer change before it (0
+    with one layer before), but not below C−1 components: C class means span C−1 directions, so a
+    prediction under that is no prediction. ``floored`` says the trend alone reaches that floor; then
+    no drop can be shown, only a space that grows (the caller keeps the effect at or below 0). The
+    sd is that of the same quantity over bootstrap counts."""
     layers = sorted(components)
     before, after = _collapse_split(layers, collapse)
+    floor = math.log10(max(num_classes - 1, 1))
 
     def shift(count):
         log = {l: math.log10(max(count[l], 1)) for l in layers}
         steps = [log[a] - log[b] for a, b in zip(before[:-1], before[1:])]
         drift = float(np.mean(steps)) if steps else 0.0
         distance = float(np.mean(after)) - before[-1]
-        drop = log[before[-1]] - float(np.mean([log[l] for l in after]))
-        return drop - drift * distance, drop, drift
+        predicted = max(log[before[-1]] - drift * distance, floor)
+        observed = float(np.mean([log[l] for l in after]))
+        return predicted - observed, log[before[-1]] - observed, drift, predicted == floor
 
-    effect, drop, drift = shift(components)
+    effect, drop, drift, floored = shift(components)
     n = min(len(v) for v in draws.values())
     noise = float(np.std([shift({l: draws[l][i] for l in layers})[0] for i in range(n)], ddof=1))
     text = (f"components per layer {layers[0]}-{layers[-1]}: {', '.join(str(int(components[l])) for l in layers)}; "
             f"layer {before[-1]} to the mean from layer {collapse} on: {10 ** drop:.1f}x fewer; depth alone "
             f"{10 ** drift:.2f}x per layer" + ("" if len(before) > 1 else " (one layer before the collapse: taken as 1)"))
-    return effect, noise, text
+    return effect, noise, text, floored
 
 
 def chapter4(components: dict[int, int], component_draws: dict[int, np.ndarray], spectrum: pd.DataFrame,
@@ -96,10 +102,12 @@ def chapter4(components: dict[int, int], component_draws: dict[int, np.ndarray],
     before, after = split
     rows = []
 
-    effect, noise, text = pca_shift(components, component_draws, collapse)
-    rows.append(judge(*_CLAIMS["pca"], text, effect, Z * noise,
+    effect, noise, text, floored = pca_shift(components, component_draws, collapse, num_classes)
+    rows.append(judge(*_CLAIMS["pca"], text, min(effect, 0.0) if floored else effect, Z * noise,
                       f"{Z:g} SDs of the same drop over {len(next(iter(component_draws.values())))} bootstrap "
-                      f"resamples of the training points (decades)"))
+                      f"resamples of the training points (decades)"
+                      + (f"; depth alone already predicts C−1 = {num_classes - 1} components after the collapse, "
+                         "so only a growing space can be shown (effect kept ≤ 0)" if floored else "")))
 
     # ℓ1: the leading uncentred direction against one random direction over the layer's live neurons
     lead = leading.set_index("layer")
