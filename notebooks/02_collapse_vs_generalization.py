@@ -72,6 +72,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from inc_utils import claims as K
+from inc_utils import keynumbers
 from inc_utils import plots
 from inc_utils import session
 from inc_utils.config import from_dict
@@ -103,13 +104,22 @@ for configs in sweep_configs.values():
 # Each finished run is measured at its last epoch. `included` marks the runs that enter the figure.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 summary = pd.concat([collapse_summary(configs, measure=collapse_measure, threshold=collapse_threshold,
                                       accuracy_floor=accuracy_floor, train_accuracy_floor=train_accuracy_floor,
                                       device=device, data_root=data_dir)
                      .assign(sweep=label) for label, configs in sweep_configs.items()], ignore_index=True)
 columns = ["sweep", "lr", "weight_decay", "seed", "status", "train_acc", "test_acc", "collapse_layer", "included"]
 print(summary[columns].round(3).to_string(index=False))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+run_names = [f"{r.sweep} lr={r.lr:g} wd={r.weight_decay:g} seed={r.seed}" for r in summary.itertuples()]
+keynumbers.record(out_dir, "02_collapse_vs_generalization", "accuracy",
+                  **{f"{name} {split}": getattr(r, split) for name, r in zip(run_names, summary.itertuples())
+                     for split in ("train_acc", "test_acc")})
+keynumbers.record(out_dir, "02_collapse_vs_generalization", "layer",
+                  **{f"{name} collapse": r.collapse_layer for name, r in zip(run_names, summary.itertuples())})
+print(summary[["sweep", "lr", "weight_decay", "seed", "status", "collapse_layer", "included"]].to_string(index=False))
 for label, rows in summary.groupby("sweep", sort=False):
     excluded = rows[~rows.included]
     reasons = ", ".join(f"{n} {r}" for r, n in excluded.reason.value_counts().items())
@@ -138,7 +148,6 @@ for i, (label, configs) in enumerate(sweep_configs.items()):
 # seeds' spread on each axis with that of runs shuffled across pairs.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 pairs = (summary[summary.included].astype({"collapse_layer": float})
          .groupby(["sweep", "lr", "weight_decay"], sort=False)
          .agg(runs=("seed", "size"), test_acc=("test_acc", "mean"), test_acc_std=("test_acc", "std"),

@@ -73,6 +73,7 @@ from IPython.display import Markdown
 
 from inc_utils import claims as K
 from inc_utils import clustering as CL
+from inc_utils import keynumbers
 from inc_utils import metrics as M
 from inc_utils import plots
 from inc_utils import session
@@ -106,10 +107,10 @@ print("feature dimensions:", {layer: a.shape[1] for layer, a in acts.items()})
 # ## Cosine clustering (thesis 4.3.2, Tables 4.3.1 and 4.3.2)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 cos_clusters = CL.cluster_layers(acts, "cosine", "complete", cosine_threshold)
 table = CL.clustering_table(cos_clusters, y, min_cluster_size)
 table["collapsed"] = table.layer >= collapse if collapse is not None else False
+keynumbers.record(out_dir, "03_clustering", "accuracy", **{"cosine clustering accuracy": table.accuracy.tolist()})
 print(table.round(3).to_string(index=False))
 
 # %% [markdown]
@@ -196,7 +197,6 @@ if run_umap:
 # a layer where every point is excluded (as layer 0 in Table C.2.1).
 
 # %%
-# NBVAL_CHECK_OUTPUT
 ward_trees = {layer: CL.linkage_tree(a, "euclidean", "ward") for layer, a in acts.items()}
 ward_clusters = {layer: CL.flat_clusters(Z, ward_threshold) for layer, Z in ward_trees.items()}
 print(CL.clustering_table(ward_clusters, y, min_cluster_size).round(3).to_string(index=False, na_rep="-"))
@@ -229,7 +229,6 @@ print(agreement.round(2).to_string(index=False))
 # one cluster per class.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 print(CL.ward_scale_table(acts, ward_trees, ward_threshold, len(set(y))).round(3).to_string(index=False))
 
 # %%
@@ -260,7 +259,6 @@ if run_umap:
 # saved for the book's index page.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 side_431, side_432 = K.thesis_tables_4_3(table, hierarchy)
 print(side_431.round(3).to_string(index=False), side_432.round(2).to_string(index=False), sep="\n\n")
 

@@ -66,6 +66,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown
 
 from inc_utils import claims as K
+from inc_utils import keynumbers
 from inc_utils import metrics as M
 from inc_utils import plots
 from inc_utils import session
@@ -119,7 +120,6 @@ plots.save_figure(plots.plot_pca(spectrum, f"PCA of the activations — {label}"
 plt.show()
 
 # %%
-# NBVAL_CHECK_OUTPUT
 components = {layer: SP.components_to(spectrum[spectrum.layer == layer].eigenvalue.to_numpy(), variance_level)
               for layer in layers}
 component_draws = {layer: SP.components_bootstrap(a, variance_level, bootstrap_draws) for layer, a in acts.items()}

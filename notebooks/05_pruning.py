@@ -63,6 +63,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown
 
 from inc_utils import claims as K
+from inc_utils import keynumbers
 from inc_utils import plots
 from inc_utils import prune as P
 from inc_utils import session
@@ -100,9 +101,11 @@ print(f"{label}: {run.name}, layer of collapse {collapse} (layers 0..{len(P.cut_
 # The row with layer −1 is the full network.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 layers = P.layer_table(model, lambda: train_set.batches(1024), lambda: test_set.batches(1024), train_set.in_shape,
                        ridge=cfg.weight_decay)
+keynumbers.record(out_dir, "05_pruning", "accuracy",
+                  **{f"{head} head test accuracy": rows.sort_values("layer").accuracy.tolist()
+                     for head, rows in layers.groupby("head")})
 print(layers[["layer", "head", "accuracy", "agreement", "params_frac", "macs_frac"]].round(3).to_string(index=False))
 
 # %% [markdown]
@@ -168,7 +171,6 @@ else:
     print("no sweep_scale: the sweep section is skipped")
 
 # %%
-# NBVAL_CHECK_OUTPUT
 included = None
 if sweep is not None:
     included = sweep[sweep.included]

@@ -77,6 +77,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from inc_utils import claims as K
+from inc_utils import keynumbers
 from inc_utils import plots
 from inc_utils import session
 from inc_utils import ticket_measures as T
@@ -242,6 +243,8 @@ print(f"nonzero parameters and multiply-adds per image, in thousands (mean over 
 print((counts / 1e3).round(0).astype(int).to_string())
 
 # %%
+keynumbers.record(out_dir, "06_lottery_tickets", "accuracy",
+                  **{f"{r.family} round {r.round} seed {r.seed} test accuracy": r.accuracy for r in accuracy.itertuples()})
 print(accuracy.pivot_table(index=["family", "round"], columns="seed", values="accuracy", sort=False).round(3).to_string())
 
 # %%
