@@ -2,7 +2,8 @@
 
 ``train(config)`` is idempotent: a finished run is a cache hit, an interrupted one resumes
 from its newest valid checkpoint and, on CPU, ends bitwise equal to an uninterrupted run
-(model, optimizer, data-order generator and RNG states are all checkpointed).
+(model, optimizer, data-order generator and RNG states are all checkpointed). A checkpoint
+written by a batched group resumes in a stack of that group's shape (``batched.resume_in_stack``).
 A non-finite loss stops the run and marks it ``diverged`` instead of raising, so a sweep
 goes on. One process at a time trains a run (``Run.lock``); a run folder is created only
 once its data loaded and its model fits in memory, so a failed start leaves nothing behind.
@@ -137,11 +138,12 @@ def check_fits(config: RunConfig, data: Dataset, device: str, models: int = 1) -
 
 
 def checkpoint_state(epoch: int, model: dict, optimizer: dict, order_rng: torch.Tensor, torch_rng: torch.Tensor,
-                     log: list[dict], lr: float) -> dict:
+                     log: list[dict], lr: float, stack: dict | None = None) -> dict:
     """The one checkpoint format (also written by batched.py): state_dicts of the model and of
-    torch.optim.SGD, the data-order generator and global RNG states, the log so far, and the lr."""
+    torch.optim.SGD, the data-order generator and global RNG states, the log so far, and the lr;
+    a member of a batched group also records its ``stack`` (``{"size": K, "row": k}``)."""
     return {"epoch": epoch, "model": model, "optimizer": optimizer, "order_rng": order_rng,
-            "torch_rng": torch_rng, "log": log, "lr": lr}
+            "torch_rng": torch_rng, "log": log, "lr": lr, **({"stack": stack} if stack else {})}
 
 
 def train(config: RunConfig, *, runs_dir: str | Path | None = None, device: str | None = None,
@@ -175,6 +177,11 @@ def _fit(run: Run, config: RunConfig, train_set: Dataset, test_set: Dataset, dev
     log: list[dict] = []
     start = 0
     state = run.latest_valid_checkpoint(map_location=device)
+    if state is not None and "stack" in state:  # written by a batched group: resume in its shape
+        from .batched import resume_in_stack
+        resume_in_stack(config, run, train_set, test_set, device, state["stack"]["size"], state["stack"]["row"],
+                        progress)
+        return
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
