@@ -328,12 +328,13 @@ def fresh_state(config: RunConfig, data: Dataset, device: str) -> dict:
             "torch_rng": torch.get_rng_state()}
 
 
-def newest_common_checkpoint(runs: list[Run]) -> tuple[int, list[dict] | None]:
-    """The newest epoch at which every run has a valid checkpoint, and those (on the CPU); (0, None) if none."""
+def newest_common_checkpoint(runs: list[Run], like: nn.Module | None = None) -> tuple[int, list[dict] | None]:
+    """The newest epoch at which every run has a valid checkpoint that fits the model ``like``,
+    and those (on the CPU); (0, None) if none."""
     common = set.intersection(*(set(run.checkpoint_epochs(warn=True)) for run in runs))
     for epoch in sorted(common, reverse=True):
         try:
-            return epoch, [run.load_checkpoint(epoch) for run in runs]
+            return epoch, [run.load_checkpoint(epoch, like=like, resume=True) for run in runs]
         except CorruptCheckpointError as err:
             warnings.warn(f"skipping epoch {epoch}: {err}", stacklevel=2)
     return 0, None
@@ -392,7 +393,7 @@ def _train_group(slots: list[RunConfig | None], runs_dir, device: str, train_spl
     for k, run in zip(live, runs):
         run.create(slots[k], device)
     stack = Stack.empty(slots, train_split.data, device)
-    start, states = newest_common_checkpoint(runs)
+    start, states = newest_common_checkpoint(runs, like=stack.template)
     for i, (k, run) in enumerate(zip(live, runs)):
         state = states[i] if states else fresh_state(slots[k], train_split.data, device)
         if states and state.get("stack", {"size": K, "row": k}) != {"size": K, "row": k}:

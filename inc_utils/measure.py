@@ -23,11 +23,13 @@ from torch import nn
 from .data import Dataset, load_dataset
 from .metrics import NET_ACC, measure_model, weight_spectra
 from .models import probe_points
+from .config import brief, one_line
 from .runs import CorruptCheckpointError, Run, atomic_write_text
 from .train import build_for, configure_threads, load_splits, progress_enabled, resolve_device
 
 MEASURE_VERSION = 3
 METRICS_FILE, SPECTRA_FILE, VERSION_FILE = "metrics.csv", "weight_spectra.csv", "metrics.json"
+METRICS_COLUMNS = ("run", "epoch", "split", "layer", "name", "measure", "value")
 
 
 def load_model(run: Run, epoch: int, device: str = "cpu", data: Dataset | None = None) -> nn.Module:
@@ -37,20 +39,36 @@ def load_model(run: Run, epoch: int, device: str = "cpu", data: Dataset | None =
     the test split is loaded for that."""
     data = data if data is not None else load_dataset(run.config.dataset, "test")
     model = build_for(run.config, data)
-    model.load_state_dict(run.load_checkpoint(epoch, map_location=device)["model"])
+    model.load_state_dict(run.load_checkpoint(epoch, map_location=device, like=model)["model"])
     return model.to(device).eval()
+
+
+def newest_model(run: Run, device: str, data: Dataset) -> tuple[int, nn.Module]:
+    """(epoch, model) of the run's newest checkpoint that loads (``load_model``); damaged ones are
+    skipped with a warning; ``CorruptCheckpointError`` if none loads."""
+    for epoch in reversed(run.checkpoint_epochs(warn=True)):
+        try:
+            return epoch, load_model(run, epoch, device, data)
+        except CorruptCheckpointError as err:
+            warnings.warn(f"skipping {err}", stacklevel=2)
+    raise CorruptCheckpointError(f"{run.path}: no checkpoint loads; train the run again (`inc train`)")
 
 
 def _read_cache(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     version = run.path / VERSION_FILE
     metrics, spectra = run.path / METRICS_FILE, run.path / SPECTRA_FILE
-    fresh = version.exists() and json.loads(version.read_text()).get("version") == MEASURE_VERSION
-    if not (fresh and metrics.exists() and spectra.exists()):
-        return pd.DataFrame(), pd.DataFrame()
     try:
-        return pd.read_csv(metrics), pd.read_csv(spectra)
+        recorded = json.loads(version.read_text()) if version.exists() else {}
+        fresh = isinstance(recorded, dict) and recorded.get("version") == MEASURE_VERSION
+        if not (fresh and metrics.exists() and spectra.exists()):
+            return pd.DataFrame(), pd.DataFrame()
+        tables = pd.read_csv(metrics), pd.read_csv(spectra)
+        for table, columns in zip(tables, (METRICS_COLUMNS, ("run", "epoch"))):
+            if not set(columns) <= set(table.columns) or not pd.api.types.is_integer_dtype(table["epoch"]):
+                raise ValueError(f"not the columns measuring writes: {brief(list(table.columns))}")
+        return tables
     except (OSError, UnicodeDecodeError, ValueError) as err:  # a damaged cache is measured again
-        warnings.warn(f"{run.path}: measuring again, the cached tables are damaged ({err})", stacklevel=3)
+        warnings.warn(f"{run.path}: measuring again, the cached tables are damaged ({one_line(err)})", stacklevel=3)
         return pd.DataFrame(), pd.DataFrame()
 
 
@@ -112,8 +130,7 @@ def _measure_epochs(run: Run, epochs: list[int], metrics: pd.DataFrame, spectra:
 
 
 def _tidy(table: pd.DataFrame) -> pd.DataFrame:
-    columns = ["run", "epoch", "split", "layer", "name", "measure", "value"]
-    return table[columns].sort_values(["epoch", "split", "layer"], kind="stable").reset_index(drop=True)
+    return table[list(METRICS_COLUMNS)].sort_values(["epoch", "split", "layer"], kind="stable").reset_index(drop=True)
 
 
 def collapse_summary(configs: list, *, runs_dir: str | Path | None = None, measure: str = "rel_trace_w",

@@ -234,6 +234,7 @@ def run_in_processes(task: TrainTask, work: list[list[dict]], jobs: int) -> list
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     # spawn, not fork: a forked child of a process that ran multi-threaded OpenMP hangs (libgomp)
+    quiet_resource_tracker()
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=worker_init, initargs=(os.getpid(),))
     try:
@@ -253,6 +254,22 @@ def run_in_processes(task: TrainTask, work: list[list[dict]], jobs: int) -> list
     finally:
         if "pool" in locals():
             pool.shutdown(wait=True)
+
+
+def quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with its stderr on /dev/null: after workers were
+    stopped it warns of the pool's semaphores, which it then removes itself, and those lines
+    would break the one line a stopped sweep prints."""
+    import os
+    from multiprocessing import resource_tracker
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def stop_workers(pool: ProcessPoolExecutor, grace: float = 60.0) -> None:

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import ConfigError, RunConfig, one_line
-from .data import Dataset, load_dataset
+from .config import ConfigError, RunConfig, brief, one_line
+from .data import DataFileError, Dataset, load_dataset
 from .models import build_model
 from .runs import Run
 
@@ -51,6 +51,10 @@ def configure_threads(threads: int | None = None) -> int:
         if text and not (text.isdigit() and int(text) >= 1):
             raise ConfigError(f"{THREADS_ENV}={text!r}: expected a positive integer")
         threads = int(text) if text else DEFAULT_THREADS
+    most = 4 * (os.cpu_count() or 1)
+    if threads > most:
+        raise ConfigError(f"{threads} threads: at most {most} (4 per core) are allowed; one per process is "
+                          f"often fastest")
     torch.set_num_threads(threads)
     _threads_set = True
     return threads
@@ -65,8 +69,10 @@ def resolve_device(device: str | None = None) -> str:
         kind = torch.device(device).type
     except RuntimeError as err:
         raise ConfigError(f"device {device!r}: {err}; use 'auto', 'cpu' or 'cuda'") from None
-    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(kind, lambda: True)
-    if not available():
+    available = {"cpu": lambda: True, "cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if kind not in available:
+        raise ConfigError(f"device {device!r}: this package trains on 'cpu', 'cuda' or 'mps' only")
+    if not available[kind]():
         raise ConfigError(f"device {device!r}: PyTorch sees no {kind} device here; use 'auto' or 'cpu'")
     return device
 
@@ -106,6 +112,9 @@ def load_splits(config: RunConfig, device: str, data_root: str | Path | None = N
     train = load_dataset(config.dataset, "train", root=data_root, download=download,
                          n_per_class=config.n_per_class, seed=config.seed)
     test = load_dataset(config.dataset, "test", root=data_root, download=download)
+    if train.in_shape != test.in_shape:
+        raise DataFileError(f"{config.dataset}: test images are {test.in_shape}, training images "
+                            f"{train.in_shape}; the two splits come from different datasets")
     return train.to(device), test.to(device)
 
 
@@ -124,8 +133,8 @@ def check_fits(config: RunConfig, data: Dataset, device: str, models: int = 1) -
     try:
         with torch.device("meta"):
             size = sum(p.numel() for p in build_for(config, data).parameters())
-    except (RuntimeError, ValueError, RecursionError) as err:
-        raise ConfigError(f"cannot build {config.arch}{config.depth} (width {config.width}): "
+    except (RuntimeError, ValueError, TypeError, RecursionError, OverflowError, MemoryError) as err:
+        raise ConfigError(f"cannot build {config.arch}{config.depth} (width {brief(config.width)}): "
                           f"{one_line(err)}") from None
     need = 3 * 4 * size * models
     if device.startswith("cuda"):
@@ -176,7 +185,7 @@ def _fit(run: Run, config: RunConfig, train_set: Dataset, test_set: Dataset, dev
     order = torch.Generator(device=device).manual_seed(config.seed)
     log: list[dict] = []
     start = 0
-    state = run.latest_valid_checkpoint(map_location=device)
+    state = run.latest_valid_checkpoint(map_location=device, like=model, resume=True)
     if state is not None and "stack" in state:  # written by a batched group: resume in its shape
         from .batched import resume_in_stack
         resume_in_stack(config, run, train_set, test_set, device, state["stack"]["size"], state["stack"]["row"],
