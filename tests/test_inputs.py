@@ -207,7 +207,7 @@ def test_corrupt_gzip_and_a_gzip_bomb_are_read_only_as_far_as_the_header(tmp_pat
     bomb = bytes([0, 0, 8, 3]) + struct.pack(">3I", 10, 28, 28) + b"\0" * (200 * 2**20)  # 200 MB of zeros, 10 images
     _mnist(tmp_path / "b" / "mnist", "test", bomb, _idx(np.zeros(10, np.uint8)), gz=True)
     assert (tmp_path / "b" / "mnist" / "t10k-images-idx3-ubyte.gz").stat().st_size < 300_000
-    with pytest.raises(DataFileError, match=r"has 7845\+ bytes"):  # read 7,841 bytes + 1, not 200 MB
+    with pytest.raises(DataFileError, match=r"has 7857\+ bytes"):  # header + 7,840 bytes + 1, not 200 MB
         load_dataset("mnist", "test", root=tmp_path / "b")
 
 
