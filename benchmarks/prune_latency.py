@@ -20,7 +20,7 @@ import torch
 
 from inc_utils.models import build_model
 from inc_utils.prune import Head, cost_table, cut_layers, speed_table, trunk, truncate
-from inc_utils.train import resolve_device
+from inc_utils.settings import resolve_device
 
 
 def main() -> None:

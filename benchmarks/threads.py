@@ -16,7 +16,8 @@ import torch
 
 from inc_utils.config import RunConfig
 from inc_utils.data import make_synthetic
-from inc_utils.train import build_for, train_epoch
+from inc_utils.models import build_for
+from inc_utils.train import train_epoch
 
 
 def main() -> None:

@@ -26,7 +26,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from inc_utils import batched
 from inc_utils.config import RunConfig
-from inc_utils.train import build_for, load_splits, loss_fn, resolve_device, train_epoch
+from inc_utils.data import load_splits
+from inc_utils.models import build_for
+from inc_utils.settings import resolve_device
+from inc_utils.train import loss_fn, train_epoch
 
 
 def sync(device: str) -> None:

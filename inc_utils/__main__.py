@@ -28,6 +28,7 @@ if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "inc" and not _spa
     stopping.install()  # before the heavy imports below: a Ctrl-C during them is one line too
 
 try:
+    from . import settings
     from .config import ConfigError, brief, load_config, parse_overrides
     from .data import DataFileError, DatasetNotFoundError
     from .runs import CorruptCheckpointError, DamagedRunError, RunLockedError
@@ -68,7 +69,7 @@ def _runs(args) -> None:
 def _measure(args) -> None:
     import pandas as pd
     from .measure import measure_run
-    from .metrics import collapse_layer
+    from .metrics import COLLAPSE_MEASURE, COLLAPSE_THRESHOLD, collapse_layer
     from .runs import find_run
     run = find_run(args.run, args.runs_dir)
     path = run.path
@@ -76,7 +77,8 @@ def _measure(args) -> None:
     last = metrics[(metrics.epoch == metrics.epoch.max()) & (metrics.split == "train") & (metrics.layer >= 0)]
     with pd.option_context("display.width", 200):
         print(last.pivot_table(index="measure", columns="layer", values="value").to_string(float_format="{:.3g}".format))
-    print(f"layer of collapse (rel_trace_w < 0.2) at epoch {metrics.epoch.max()}: {collapse_layer(last)}")
+    print(f"layer of collapse ({COLLAPSE_MEASURE} < {COLLAPSE_THRESHOLD}) at epoch {metrics.epoch.max()}: "
+          f"{collapse_layer(last)}")
     print(f"tables: {path / 'metrics.csv'}, {path / 'weight_spectra.csv'}")
 
 
@@ -127,7 +129,7 @@ def _reproduce(args) -> None:
 def _colab(args) -> None:
     from pathlib import Path
     from .colab import update
-    from .runs import project_root
+    from .settings import project_root
     root = project_root(Path.cwd())  # only the checkout you are in: never the one the package came from
     if root is None:
         raise FileNotFoundError(f"{Path.cwd()} is not inside a checkout of this project "
@@ -141,8 +143,8 @@ def _results(args) -> None:
     import json
     from pathlib import Path
     from .claims import gather, replace_results, results_section
-    from .runs import atomic_write_text, project_root
-    root = project_root() or Path.cwd()
+    from .runs import atomic_write_text
+    root = settings.current().project or Path.cwd()
     build, readme = root / "build" / args.scale, root / "README.md"
     if not (build / "build.json").exists():
         raise FileNotFoundError(f"no finished build in {build}; run `make reproduce SCALE={args.scale}` first")
@@ -182,7 +184,7 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="inc", description="Intermediate Neural Collapse companion")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch CPU threads per process, also for the notebooks `reproduce` runs "
+                   help="torch CPU threads per process, also for the notebooks `reproduce` runs and sweep workers "
                         "(default: $INC_THREADS, else 1: on a shared CPU one thread is often fastest)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -252,6 +254,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``inc`` with ``argv``; the exit status. The process boundary: stopping on signals
+    (``stopping.install``, here) and the settings (``settings.apply``, once the arguments are read)."""
     before = stopping.install()  # the caller's handlers come back on return (tests call main())
     try:
         return _main(argv)
@@ -266,10 +270,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"  # one line each
     try:
-        if args.threads is not None:
-            from .train import THREADS_ENV, configure_threads
-            os.environ[THREADS_ENV] = str(args.threads)  # inherited by workers and notebook kernels
-            configure_threads(args.threads)
+        settings.apply(threads=args.threads, runs=getattr(args, "runs_dir", None))
         args.func(args)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)

@@ -49,8 +49,8 @@ def run_activations(run, layers: list[int], *, n_per_class: int | None = None, s
                     epoch: int | None = None, device: str = "cpu", data_root=None, batch_size: int = 1024):
     """``collect_activations`` of a trained run's checkpoint (default: its last epoch) over its
     train split, or a balanced seeded subset of ``n_per_class`` points per class of it."""
+    from .data import load_splits
     from .measure import load_model
-    from .train import load_splits
     config = run.config
     train_set, _ = load_splits(config, device, data_root)
     if n_per_class is not None:

@@ -11,8 +11,8 @@ columns, status and checkpoints that ``train.train`` writes, reads and can resum
 Same as training alone (``train.train``), so results agree up to float round-off
 (``bmm`` vs ``mm``, reduction order):
 
-- initial weights: model k is ``train.build_for`` right after ``torch.manual_seed(seed_k)``;
-- data: model k's train split is ``train.load_splits`` with its own seed (a different
+- initial weights: model k is ``models.build_for`` right after ``torch.manual_seed(seed_k)``;
+- data: model k's train split is ``data.load_splits`` with its own seed (a different
   ``n_per_class`` subset per seed; identical splits are stored once);
 - minibatch order: model k draws its own permutation each epoch from its own
   ``torch.Generator(device).manual_seed(seed_k)``, and its batches are gathered with a
@@ -55,10 +55,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .data import Dataset
+from .data import Dataset, load_splits
+from .models import build_for
 from .runs import CorruptCheckpointError, Run
-from .train import (build_for, check_fits, checkpoint_state, configure_threads, load_splits, loss_fn, lr_at,
-                    progress_enabled, resolve_device, stopped_or_failed)
+from .settings import IncWarning, progress_enabled, resolve_device
+from .train import check_fits, checkpoint_state, loss_fn, lr_at, stopped_or_failed
 
 PER_MODEL = ("lr", "weight_decay", "momentum", "seed")
 
@@ -258,7 +259,7 @@ class Split:
 
 
 def load_group_splits(configs: list[RunConfig], device: str, data_root: str | Path | None) -> tuple[Split, Split]:
-    """Each model's train split (as ``train.load_splits`` with its seed) and the common test split."""
+    """Each model's train split (as ``data.load_splits`` with its seed) and the common test split."""
     sets: list[Dataset] = []
     index: dict[int, int] = {}
     for cfg in configs:
@@ -295,7 +296,7 @@ def train_epoch(stack: Stack, split: Split, generators: list[torch.Generator], c
 
 @torch.no_grad()
 def accuracies(stack: Stack, split: Split, batch_size: int = 1024) -> list[float]:
-    """Eval-mode accuracy of each model over its whole split, as ``train.accuracy``."""
+    """Eval-mode accuracy of each model over its whole split, as ``models.accuracy``."""
     n = split.x.shape[1]
     correct = torch.zeros(len(split.owner), dtype=torch.long, device=split.x.device)
     for start in range(0, n, batch_size):
@@ -336,7 +337,7 @@ def newest_common_checkpoint(runs: list[Run], like: nn.Module | None = None) -> 
         try:
             return epoch, [run.load_checkpoint(epoch, like=like, resume=True) for run in runs]
         except CorruptCheckpointError as err:
-            warnings.warn(f"skipping epoch {epoch}: {err}", stacklevel=2)
+            warnings.warn(f"skipping epoch {epoch}: {err}", IncWarning, stacklevel=2)
     return 0, None
 
 
@@ -355,7 +356,6 @@ def train_batched(configs: list[RunConfig], *, runs_dir: str | Path | None = Non
     layout = groups[0]
     todo = [c for c in layout if not Run.for_config(c, runs_dir).finished]
     if todo:
-        configure_threads()
         device = resolve_device(device)
         train_split, test_split = load_group_splits(todo, device, data_root)
         check_fits(todo[0], train_split.data, device, models=len(layout))
@@ -398,7 +398,8 @@ def _train_group(slots: list[RunConfig | None], runs_dir, device: str, train_spl
         state = states[i] if states else fresh_state(slots[k], train_split.data, device)
         if states and state.get("stack", {"size": K, "row": k}) != {"size": K, "row": k}:
             warnings.warn(f"{run.name} was trained as row {state['stack']['row']} of {state['stack']['size']} "
-                          f"models and resumes as row {k} of {K}: equal up to round-off, not bitwise", stacklevel=2)
+                          f"models and resumes as row {k} of {K}: equal up to round-off, not bitwise", IncWarning,
+                          stacklevel=2)
         stack.set_row(k, state["model"], state["optimizer"])
         order = torch.Generator(device=device)
         order.set_state(state["order_rng"].cpu())

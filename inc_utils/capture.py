@@ -1,6 +1,6 @@
 """Stream the input features of chosen modules, batch by batch, into a consumer.
 
-A layer's features are the *input* to its module (SPEC "Layers"), so the hooks are forward
+A layer's features are the *input* to its module (thesis 2.3.4; ``models``), so the hooks are forward
 pre-hooks. They work on any ``nn.Module``: pass ``[p.module for p in probe_points(model)]``
 or any list of submodules. Nothing is kept beyond the current batch, so memory stays at one
 batch of activations whatever the size of the data.

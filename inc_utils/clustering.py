@@ -1,4 +1,4 @@
-"""Clustering of layer activations (thesis 3.4, 4.3, appendix C.2; SPEC "Feature analysis").
+"""Clustering of layer activations (thesis 3.4, 4.3, appendix C.2).
 
 Agglomerative clustering with the cut semantics of scikit-learn's
 ``AgglomerativeClustering(distance_threshold=t, n_clusters=None)`` (merges at distance

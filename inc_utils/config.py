@@ -33,6 +33,15 @@ MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "svhn", "cifar10")
 
 
+#: lr decay points as fractions of training (thesis 3.3: x0.1 at epochs 100 and 200 of 350).
+MILESTONE_FRACTIONS = (100 / 350, 200 / 350)
+
+
+def default_milestones(epochs: int) -> list[int]:
+    """The thesis's lr milestones scaled to ``epochs`` (``MILESTONE_FRACTIONS``), rounded down, >= 1."""
+    return [max(1, math.floor(epochs * f)) for f in MILESTONE_FRACTIONS]
+
+
 class ConfigError(ValueError):
     """A config that cannot be run; the message names the offending key."""
 
@@ -93,14 +102,17 @@ def yaml_loads(text: str, source: str) -> object:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines one training run (thesis 3.3; SPEC "Setting").
+    """Everything that determines one training run (thesis 3.3).
 
     Loss scaling: ``mse`` is the thesis's 1/2 ||f(x) - e_y||^2 summed over classes and
     averaged over the batch. ``mse_mean`` is torch's ``MSELoss`` (mean over batch *and*
     classes), as in the authors' earlier code: its gradient is 2/C times smaller, which is
     the same as a C/2 times smaller learning rate. ``ce`` is cross-entropy.
     Learning rate: multiplied by ``lr_factor`` at each epoch in ``lr_milestones``, after
-    a linear warm-up over the first ``warmup_epochs`` epochs (0 = none).
+    a linear warm-up over the first ``warmup_epochs`` epochs (0 = none). Milestones not given
+    are the thesis's fractions of training (3.3: epochs 100 and 200 of 350), ``default_milestones``:
+    rounded down, at least epoch 1 (400 epochs: [114, 228]). The config keeps the resolved
+    list, so its hash is that of a config stating those milestones.
     Checkpoints are written after each epoch in ``checkpoints``, every ``checkpoint_every``
     epochs (0 = never) and always after the last epoch.
     """
@@ -119,7 +131,7 @@ class RunConfig:
     weight_decay: float = 5e-3
     batch_size: int = 128
     epochs: int = 400
-    lr_milestones: list[int] = field(default_factory=lambda: [114, 228])
+    lr_milestones: list[int] | None = None     # None: default_milestones(epochs)
     lr_factor: float = 0.1
     warmup_epochs: int = 0
     seed: int = 0
@@ -130,6 +142,8 @@ class RunConfig:
     def __post_init__(self):
         _check_types(self)
         _canonicalize_floats(self)
+        if self.lr_milestones is None:
+            object.__setattr__(self, "lr_milestones", default_milestones(self.epochs))
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("loss", self.loss, LOSSES)

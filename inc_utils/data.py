@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError, brief, one_line
+from .config import ConfigError, RunConfig, brief, one_line
 
 DATASETS = ("mnist", "fashion_mnist", "svhn", "cifar10", "digits", "synthetic")
 SPLITS = ("train", "test")
@@ -544,3 +544,16 @@ def load_dataset(
     )
     dataset.pad_to_32 = pad_to_32
     return dataset.subset(n_per_class, seed) if n_per_class is not None else dataset
+
+
+def load_splits(config: RunConfig, device: str, data_root: str | os.PathLike | None = None,
+                download: bool = False) -> tuple[Dataset, Dataset]:
+    """A run's train split (balanced subset if ``n_per_class``, seeded by the run's seed) and test
+    split, on ``device``."""
+    train = load_dataset(config.dataset, "train", root=data_root, download=download,
+                         n_per_class=config.n_per_class, seed=config.seed)
+    test = load_dataset(config.dataset, "test", root=data_root, download=download)
+    if train.in_shape != test.in_shape:
+        raise DataFileError(f"{config.dataset}: test images are {test.in_shape}, training images "
+                            f"{train.in_shape}; the two splits come from different datasets")
+    return train.to(device), test.to(device)

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from .runs import project_root
+from .settings import project_root
 
 SETTINGS = Path(".jupyter") / "lab" / "settings"
 

@@ -20,12 +20,12 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
-from .data import Dataset, load_dataset
-from .metrics import NET_ACC, measure_model, weight_spectra
-from .models import probe_points
 from .config import brief, one_line
+from .data import Dataset, load_dataset, load_splits
+from .metrics import COLLAPSE_MEASURE, COLLAPSE_THRESHOLD, NET_ACC, measure_model, weight_spectra
+from .models import build_for, probe_points
 from .runs import CorruptCheckpointError, Run, atomic_write_text
-from .train import build_for, configure_threads, load_splits, progress_enabled, resolve_device
+from .settings import IncWarning, progress_enabled, resolve_device
 
 MEASURE_VERSION = 3
 METRICS_FILE, SPECTRA_FILE, VERSION_FILE = "metrics.csv", "weight_spectra.csv", "metrics.json"
@@ -50,7 +50,7 @@ def newest_model(run: Run, device: str, data: Dataset) -> tuple[int, nn.Module]:
         try:
             return epoch, load_model(run, epoch, device, data)
         except CorruptCheckpointError as err:
-            warnings.warn(f"skipping {err}", stacklevel=2)
+            warnings.warn(f"skipping {err}", IncWarning, stacklevel=2)
     raise CorruptCheckpointError(f"{run.path}: no checkpoint loads; train the run again (`inc train`)")
 
 
@@ -68,7 +68,8 @@ def _read_cache(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
                 raise ValueError(f"not the columns measuring writes: {brief(list(table.columns))}")
         return tables
     except (OSError, UnicodeDecodeError, ValueError) as err:  # a damaged cache is measured again
-        warnings.warn(f"{run.path}: measuring again, the cached tables are damaged ({one_line(err)})", stacklevel=3)
+        warnings.warn(f"{run.path}: measuring again, the cached tables are damaged ({one_line(err)})", IncWarning,
+                      stacklevel=3)
         return pd.DataFrame(), pd.DataFrame()
 
 
@@ -100,7 +101,6 @@ def _measure_epochs(run: Run, epochs: list[int], metrics: pd.DataFrame, spectra:
                     batch_size: int, device: str | None, data_root, progress: bool | None
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The cached tables with ``epochs`` measured and added, written back to the run folder."""
-    configure_threads()
     device = resolve_device(device)
     train_set, test_set = load_splits(run.config, device, data_root)
     new_metrics, new_spectra = [metrics], [spectra]
@@ -110,7 +110,7 @@ def _measure_epochs(run: Run, epochs: list[int], metrics: pd.DataFrame, spectra:
         except CorruptCheckpointError as err:
             if strict:
                 raise
-            warnings.warn(f"not measured: {err}", stacklevel=3)
+            warnings.warn(f"not measured: {err}", IncWarning, stacklevel=3)
             continue
         table = measure_model(model, lambda: train_set.batches(batch_size), lambda: test_set.batches(batch_size),
                               progress=progress_enabled(progress))
@@ -133,8 +133,8 @@ def _tidy(table: pd.DataFrame) -> pd.DataFrame:
     return table[list(METRICS_COLUMNS)].sort_values(["epoch", "split", "layer"], kind="stable").reset_index(drop=True)
 
 
-def collapse_summary(configs: list, *, runs_dir: str | Path | None = None, measure: str = "rel_trace_w",
-                     threshold: float = 0.2, rule: str = "stays", accuracy_floor: float = 0.35,
+def collapse_summary(configs: list, *, runs_dir: str | Path | None = None, measure: str = COLLAPSE_MEASURE,
+                     threshold: float = COLLAPSE_THRESHOLD, rule: str = "stays", accuracy_floor: float = 0.35,
                      train_accuracy_floor: float = 0.0, device: str | None = None,
                      data_root: str | Path | None = None, progress: bool | None = None) -> pd.DataFrame:
     """One row per config: hyperparameters, status, final accuracies, layer of collapse.

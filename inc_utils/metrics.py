@@ -1,4 +1,4 @@
-"""Neural-collapse measures of every probe point (thesis 2.3.3-2.3.4, SPEC "Measures").
+"""Neural-collapse measures of every probe point (thesis 2.3.3-2.3.4).
 
 Notation, per layer and split: features h_i (flattened, ``H: (B, d)``), labels
 ``y: (B,) int in [0, C)``, class counts n_c, class means μ_c, the global mean
@@ -488,15 +488,18 @@ def weight_spectra(points: Sequence[ProbePoint], k: int = 30) -> pd.DataFrame:
 
 #: Rules of ``collapse_layer``, the default first.
 COLLAPSE_RULES = ("stays", "first")
+#: The default collapse measure and threshold, thesis 4.1.1: the relative within-class trace below 0.2.
+COLLAPSE_MEASURE, COLLAPSE_THRESHOLD = REL_TRACE_W, 0.2
 
 
-def collapse_layer(values: pd.DataFrame | pd.Series, measure: str = REL_TRACE_W, threshold: float = 0.2, *,
+def collapse_layer(values: pd.DataFrame | pd.Series, measure: str = COLLAPSE_MEASURE,
+                   threshold: float = COLLAPSE_THRESHOLD, *,
                    split: str = "train", rule: str = "stays") -> int | None:
     """The layer of collapse: where ``measure`` falls below ``threshold``; None if it never does.
 
     ``values``: the ``measure_model`` table (filtered to ``split`` and ``measure``) or a Series
     of one measure indexed by layer. The default measure is thesis 4.1.1's: the relative
-    within-class trace below 0.2 (SPEC "Measures"); CDNV (the authors' earlier code) and NC1
+    within-class trace below 0.2 (``COLLAPSE_MEASURE``, ``COLLAPSE_THRESHOLD``); CDNV (the authors' earlier code) and NC1
     can be chosen by ``measure``. ``rule``:
 
     - "stays" (default): the first layer from which the measure stays below the threshold

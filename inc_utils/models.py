@@ -1,6 +1,6 @@
 """Model builders (MLP-L, ConvNet-L, ResNet-L) and their probe points.
 
-Layer convention (thesis 2.3.4, SPEC "Layers"): the features of layer ``l`` are the
+Layer convention (thesis 2.3.4): the features of layer ``l`` are the
 **input** to the network's ``l``-th Linear/Conv module, in forward order. Layer 0 is
 therefore the network input itself, and the last probe point is the input to the
 classifier (the penultimate features of classic neural collapse). NC3 pairs the
@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torchvision
+
+from .config import RunConfig
+from .data import Dataset
 
 
 @dataclass(frozen=True)
@@ -139,3 +142,18 @@ def build_model(arch: str, depth: int, *, in_shape: tuple[int, int, int], num_cl
     if arch == "resnet":
         return resnet(depth, c, num_classes, cifar_stem=cifar_stem)
     raise ValueError(f"unknown architecture {arch!r}; choose from 'mlp', 'convnet', 'resnet'")
+
+
+def build_for(config: RunConfig, data: Dataset) -> nn.Module:
+    """The config's model for ``data``'s input shape and class count (initialised from the global RNG)."""
+    return build_model(config.arch, config.depth, in_shape=data.in_shape, num_classes=data.num_classes,
+                       width=config.width, bias=config.bias, cifar_stem=config.cifar_stem,
+                       first_relu=config.first_relu)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: Dataset, batch_size: int = 1024) -> float:
+    """Eval-mode accuracy over the whole split; leaves the model in eval mode."""
+    model.eval()
+    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in data.batches(batch_size))
+    return correct / len(data)

@@ -22,7 +22,6 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from . import metrics as M
-from .session import figures_dir
 
 sns.set_theme(context="paper", style="ticks", palette="colorblind", font_scale=1.15,
               rc={"axes.grid": True, "grid.alpha": 0.35, "legend.frameon": False, "figure.dpi": 100})
@@ -55,16 +54,18 @@ GRID_NC12 = [(M.REL_TRACE_W, "train"), (M.NC1, "train"), *NC2_PANELS]
 GRID_NC34 = [(M.NC3_AVCOS, "train"), *NC4_PANELS]
 
 
-def save_figure(fig: plt.Figure, name: str, folder: str | Path | None = None) -> Path:
-    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf``; folder: ``session.figures_dir()`` by default."""
-    folder = Path(folder) if folder else figures_dir()
+def save_figure(fig: plt.Figure, name: str, folder: str | Path) -> Path:
+    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf`` (a chapter passes its figures folder,
+    ``session.setup``'s ``figures_dir``); returns the PNG's path."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
         fig.savefig(folder / f"{name}.{ext}", dpi=150 if ext == "png" else None, bbox_inches="tight")
     return folder / f"{name}.png"
 
 
-def final_collapse_layer(metrics: pd.DataFrame, measure: str = M.REL_TRACE_W, threshold: float = 0.2) -> int | None:
+def final_collapse_layer(metrics: pd.DataFrame, measure: str = M.COLLAPSE_MEASURE,
+                         threshold: float = M.COLLAPSE_THRESHOLD) -> int | None:
     """Layer of collapse at the last measured epoch (train split)."""
     return M.collapse_layer(metrics[metrics["epoch"] == metrics["epoch"].max()], measure, threshold)
 
@@ -179,7 +180,7 @@ def _per_layer(data: pd.DataFrame, panels: list[tuple[str, str]], collapse: dict
 
 
 def plot_nc1(metrics: pd.DataFrame, title: str = "", collapse: int | None = None,
-             threshold: float = 0.2) -> plt.Figure:
+             threshold: float = M.COLLAPSE_THRESHOLD) -> plt.Figure:
     """NC1 per layer over epochs (thesis Fig 4.1.1, 4.1.5): NC1, relative within-class trace (with the
     collapse threshold), within- and between-class traces, CDNV."""
     collapse = final_collapse_layer(metrics) if collapse is None else collapse
@@ -201,7 +202,8 @@ def plot_nc4(metrics: pd.DataFrame, title: str = "", collapse: int | None = None
 
 
 def plot_grid(tables: dict[str, pd.DataFrame], panels: list[tuple[str, str]] = GRID_NC12, title: str = "",
-              collapse: dict[str, int | None] | None = None, threshold: float = 0.2) -> plt.Figure:
+              collapse: dict[str, int | None] | None = None,
+              threshold: float = M.COLLAPSE_THRESHOLD) -> plt.Figure:
     """Appendix B layout: one row per experiment (label -> metrics table), one column per
     (measure, split) panel, each the measure per layer at every epoch with the collapse layer."""
     collapse = collapse or {label: final_collapse_layer(m) for label, m in tables.items()}

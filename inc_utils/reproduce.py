@@ -9,12 +9,12 @@ Whole or nothing: a scale is built into a fresh folder beside ``build/<scale>`` 
 in only when every chapter has run, so a failure or Ctrl-C leaves the previous build as it
 was (one build of a scale at a time: ``build/.<scale>.lock``). Each chapter prints a line when it
 starts and when it ends; the kernels' own stderr goes to ``build/.<scale>.kernels.log``.
-The notebooks' kernels get
-``INC_BUILD_DIR`` (that fresh folder: write every output under it), ``INC_FIGURES_DIR``
-(its ``figures/``), ``INC_RUNS_DIR`` (default ``<project>/runs``) and ``INC_THREADS``.
+The notebooks' kernels get this process's settings (``settings.environment``: runs folder, torch
+threads) with that fresh folder as their build folder and progress bars off; this process's own
+environment is left as it is.
 
 The project folder (``params/``, ``notebooks/``, ``build/``, ``runs/``) is the one holding
-the working directory, else the clone this package was imported from (``runs.project_root``).
+the working directory, else the clone this package was imported from (``settings.project_root``).
 """
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import book
+from . import book, settings
 from .config import ConfigError, read_yaml
-from .runs import atomic_write_text, current_umask, hold_lock, project_root
+from .runs import atomic_write_text, current_umask, hold_lock
+from .settings import project_root
 
 
 def chapters(root: Path, scale: str) -> list[tuple[Path, Path]]:
@@ -93,22 +94,24 @@ def describe_estimate(plan_table: pd.DataFrame, root: Path | None = None) -> str
     return describe(estimate(plan_table, table), str(source))
 
 
-def _kernel_manager(log):
-    """A kernel manager class whose kernels write their own stderr (kernel start-up warnings,
-    tracebacks when a build is interrupted) to the open file ``log``, not to the terminal;
-    the cells' outputs still go into the notebook."""
+def _kernel_manager(log, env: dict[str, str]):
+    """A kernel manager class whose kernels get ``env`` added to their environment and write their
+    own stderr (kernel start-up warnings, tracebacks when a build is interrupted) to the open file
+    ``log`` (None: the terminal); the cells' outputs still go into the notebook."""
     from jupyter_client.manager import AsyncKernelManager
 
-    class LoggedKernelManager(AsyncKernelManager):
+    class BuildKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
-            await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": log})
+            kw["env"] = {**kw.get("env", os.environ), **env}
+            await super()._async_launch_kernel(kernel_cmd, **kw, **({"stderr": log} if log else {}))
 
-    return LoggedKernelManager
+    return BuildKernelManager
 
 
 def execute(source: Path, params_file: Path, out_dir: Path, kernel_log=None) -> Path:
-    """Run one chapter into ``out_dir``; returns the executed notebook's path. With
-    ``kernel_log`` (an open file) the kernel's own stderr goes there."""
+    """Run one chapter into ``out_dir`` (the kernel's build folder, with the other settings this
+    process's); returns the executed notebook's path. With ``kernel_log`` (an open file) the
+    kernel's own stderr goes there."""
     import nbformat
     import papermill
     notebook = _as_notebook(source)
@@ -118,10 +121,11 @@ def execute(source: Path, params_file: Path, out_dir: Path, kernel_log=None) -> 
     try:
         check_parameters(str(tmp_in), params, params_file)
         target, tmp_out = out_dir / f"{source.stem}.ipynb", out_dir / f".{source.stem}.partial.ipynb"
-        managed = {"kernel_manager_class": _kernel_manager(kernel_log)} if kernel_log else {}
+        # progress bars off: tqdm output can time out papermill's IOPub channel
+        env = settings.environment(settings.current().replace(build=out_dir, progress=False))
         papermill.execute_notebook(str(tmp_in), str(tmp_out), parameters=params, kernel_name="python3",
                                    language="python", cwd=str(out_dir), progress_bar=sys.stderr.isatty(),
-                                   **managed)
+                                   kernel_manager_class=_kernel_manager(kernel_log, env))
         os.replace(tmp_out, target)
     finally:
         tmp_in.unlink(missing_ok=True)
@@ -163,21 +167,15 @@ def reproduce(scale: str = "smoke", root: Path | None = None) -> list[Path]:
 
     Returns the executed notebooks. On any error or Ctrl-C (``BuildInterrupted``) the previous
     ``build/<scale>`` is left untouched and the fresh folder is removed."""
-    from .train import DEFAULT_THREADS, THREADS_ENV
     root = root or find_root()
     todo = chapters(root, scale)
     final = root / "build" / scale
     with contextlib.ExitStack() as stack:
         stack.enter_context(hold_lock(root / "build" / f".{scale}.lock", f"build/{scale}"))
-        for stale in final.parent.glob(f".{scale}.building-*"):  # left by a killed build
+        for stale in final.parent.glob(f"{settings.staging_prefix(scale)}*"):  # left by a killed build
             shutil.rmtree(stale, ignore_errors=True)
-        out_dir = Path(tempfile.mkdtemp(prefix=f".{scale}.building-", dir=final.parent))
+        out_dir = Path(tempfile.mkdtemp(prefix=settings.staging_prefix(scale), dir=final.parent))
         out_dir.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; the build is to be shared
-        os.environ.setdefault("INC_PROGRESS", "0")            # tqdm output can time out papermill's IOPub
-        os.environ.setdefault("INC_RUNS_DIR", str(root / "runs"))
-        os.environ.setdefault(THREADS_ENV, str(DEFAULT_THREADS))
-        os.environ["INC_BUILD_DIR"] = str(out_dir)                # session.output_dir(): figures, claims
-        os.environ.pop("INC_FIGURES_DIR", None)                 # figures go to <build dir>/figures
         done, start = [], time.perf_counter()
         try:
             kernel_log = stack.enter_context(open(final.parent / f".{scale}.kernels.log", "w"))

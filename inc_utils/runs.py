@@ -17,8 +17,7 @@ lock the kernel releases when the process dies, so a killed run never blocks the
 a checkpoint is used only if it matches its checksum and loads; a folder whose files are
 unreadable is listed as ``damaged`` instead of stopping ``list_runs``.
 
-The runs directory is ``$INC_RUNS_DIR`` if set, else ``runs/`` in the project root (see
-``project_root``), else ``./runs``.
+The runs directory is decided by ``settings`` (``INC_RUNS_DIR``, else ``<project>/runs``).
 """
 from __future__ import annotations
 
@@ -43,6 +42,8 @@ import torch
 import yaml
 
 from .config import ConfigError, RunConfig, brief, from_dict, one_line
+from . import settings
+from .settings import IncWarning, project_root
 
 STATUSES = ("pending", "running", "stopped", "done", "diverged", "failed")
 #: Shown by ``list_runs`` only: a folder with a file that cannot be read.
@@ -59,26 +60,6 @@ class RunLockedError(RuntimeError):
 
 class DamagedRunError(ValueError):
     """A run folder whose config cannot be read."""
-
-
-def project_root(start: Path | None = None) -> Path | None:
-    """The project folder (holding ``pyproject.toml`` and ``inc_utils/``): the nearest at or
-    above ``start`` (default: the working directory), else, without ``start``, the one this
-    package was imported from (a clone or an editable install); None if neither."""
-    places = [start or Path.cwd()] + ([] if start else [Path(__file__).parent])
-    for place in places:
-        here = place.resolve()
-        for folder in (here, *here.parents):
-            if (folder / "pyproject.toml").is_file() and (folder / "inc_utils").is_dir():
-                return folder
-    return None
-
-
-def default_runs_dir() -> Path:
-    if os.environ.get("INC_RUNS_DIR"):
-        return Path(os.environ["INC_RUNS_DIR"])
-    root = project_root()
-    return (root or Path.cwd()) / "runs"
 
 
 def current_umask() -> int:
@@ -178,7 +159,7 @@ class Run:
 
     @classmethod
     def for_config(cls, config: RunConfig, runs_dir: str | Path | None = None) -> "Run":
-        return cls(Path(runs_dir or default_runs_dir()) / config.name)
+        return cls(settings.runs_dir(runs_dir) / config.name)
 
     @property
     def name(self) -> str:
@@ -297,7 +278,7 @@ class Run:
             if not _sidecar(path).exists():
                 if warn:
                     warnings.warn(f"not using {path}: it has no checksum file {_sidecar(path).name}",
-                                  stacklevel=3)
+                                  IncWarning, stacklevel=3)
             elif path.stem.split("_")[1].isdigit():
                 epochs.append(int(path.stem.split("_")[1]))
         return sorted(epochs)
@@ -332,7 +313,7 @@ class Run:
             try:
                 return self.load_checkpoint(epoch, map_location, like, resume)
             except CorruptCheckpointError as err:
-                warnings.warn(f"skipping {err}", stacklevel=2)
+                warnings.warn(f"skipping {err}", IncWarning, stacklevel=2)
         return None
 
 
@@ -382,7 +363,7 @@ def find_run(name: str | Path, runs_dir: str | Path | None = None) -> Run:
     """A run given as a folder or as a name in ``runs_dir``; FileNotFoundError (one line) if neither."""
     path = Path(name)
     if not (path / "config.yaml").exists():
-        path = Path(runs_dir or default_runs_dir()) / name
+        path = settings.runs_dir(runs_dir) / name
     if not (path / "config.yaml").exists():
         raise FileNotFoundError(f"no run {str(name)!r} (looked for {path}/config.yaml); `inc runs` lists them")
     return Run(path)
@@ -432,7 +413,7 @@ def list_runs(runs_dir: str | Path | None = None) -> pd.DataFrame:
     ``status`` is as written, except ``stopped`` (marked running, but no process holds its lock:
     it was killed; training it again resumes it) and ``damaged`` (a file cannot be read;
     ``reason`` says which). ``n_per_class`` is the training subset per class (empty: all)."""
-    runs_dir = Path(runs_dir or default_runs_dir())
+    runs_dir = settings.runs_dir(runs_dir)
     return pd.DataFrame([_summary(Run(folder)) for folder in sorted(runs_dir.glob("*"))
                          if (folder / "config.yaml").exists()], columns=LIST_COLUMNS)
 

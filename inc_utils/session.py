@@ -1,18 +1,17 @@
-"""Where a chapter notebook runs: its parameters by scale, its output folder, its data and runs.
+"""A chapter notebook's surroundings: its parameters by scale, its settings, its data, Colab's Drive.
 
-A chapter's setup lines call ``scale_parameters`` (a named scale replaces the values of its
-parameters cell) and ``prepare`` (runs on Google Drive in Colab, datasets downloaded up
-front). ``output_dir`` is the one place that decides where a chapter writes its figures
-(``<output dir>/figures``) and claims (``<output dir>/claims/<chapter>.csv``).
+A chapter's first code cell is one call, ``session.setup`` (see there). Where things are and how
+the process runs is decided by ``settings``; this module only applies it to a notebook.
 """
 from __future__ import annotations
 
-import os
 import sys
+import warnings
 from pathlib import Path
 
+from . import settings
 from .config import ConfigError, read_yaml
-from .runs import default_runs_dir, project_root
+from .settings import project_root
 
 DRIVE_MOUNT = Path("/content/drive")
 FILE_DATASETS = ("mnist", "fashion_mnist", "svhn", "cifar10")   # the ones torchvision can download
@@ -45,19 +44,6 @@ def scale_parameters(chapter: str, scale: str | None) -> dict:
     return read_yaml(path)
 
 
-def output_dir() -> Path:
-    """Where a chapter writes: ``$INC_BUILD_DIR`` (``inc reproduce`` sets ``build/<scale>``), else
-    ``build/lab`` in the project root, else ``build/lab`` under the working directory (Colab)."""
-    if os.environ.get("INC_BUILD_DIR"):
-        return Path(os.environ["INC_BUILD_DIR"])
-    return (project_root(Path.cwd()) or Path.cwd()) / "build" / "lab"
-
-
-def figures_dir() -> Path:
-    """``$INC_FIGURES_DIR``, else ``<output dir>/figures``."""
-    return Path(os.environ.get("INC_FIGURES_DIR") or output_dir() / "figures")
-
-
 def drive_runs_dir(folder: str) -> Path:
     """Mount Google Drive (Colab asks for permission) and return ``MyDrive/<folder>/runs``."""
     if not in_colab():
@@ -67,17 +53,45 @@ def drive_runs_dir(folder: str) -> Path:
     return DRIVE_MOUNT / "MyDrive" / folder / "runs"
 
 
-def prepare(params: dict, data_dir: str | None = None, download: bool | None = None,
-            drive_folder: str | None = None) -> None:
-    """A chapter's setup: keep its runs in ``drive_folder`` on Google Drive (so a dropped Colab
-    session resumes from their checkpoints), download the datasets ``params`` train on when
-    ``download`` (None: in Colab only), and print where runs and figures go."""
+def setup(chapter: str, namespace: dict) -> dict:
+    """A chapter notebook's first cell, in one call: ``globals().update(session.setup("NN_name", globals()))``.
+
+    ``namespace``: the notebook's names after its parameters cell, which must declare ``scale``,
+    ``device``, ``data_dir``, ``download`` and ``drive_folder``. In order:
+
+    1. ``scale`` (a folder under ``params/``) replaces the parameters it names (``scale_parameters``);
+    2. the process's settings are applied (``settings.apply``: runs, build and figures folders,
+       torch threads, progress bars), with the runs on Google Drive under ``drive_folder`` (Colab);
+    3. other libraries' UserWarnings are silenced, the package's own (``settings.IncWarning``,
+       e.g. a skipped damaged checkpoint) always shown;
+    4. the datasets of the parameters' runs (``experiments``, ``experiment``, ``sweeps``) are
+       downloaded when ``download`` (None: in Colab only);
+    5. where runs and figures go, the device and the thread count are printed.
+
+    Returns the names to update: the scale's parameters, ``device`` (resolved: ``"cpu"``,
+    ``"cuda"``, ...), ``out_dir`` (the chapter's output folder: claims under ``out_dir / "claims"``)
+    and ``figures_dir`` (for ``plots.save_figure``)."""
+    scaled = scale_parameters(chapter, namespace["scale"])
+    params = {**namespace, **scaled}
+    drive = params["drive_folder"]
+    applied = settings.apply(runs=drive_runs_dir(drive) if drive else None)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("always", category=settings.IncWarning)
+    prepare(params, params["data_dir"], params["download"])
+    device = settings.resolve_device(params["device"])
+    threads = f"{applied.threads} torch thread{'s' if applied.threads > 1 else ''}"
+    print(f"runs: {settings.shown(applied.runs)}\nfigures: {settings.shown(applied.figures)}\n"
+          f"device: {device}, {threads}")
+    return {**scaled, "device": device, "out_dir": applied.build,
+            "figures_dir": applied.figures}
+
+
+def prepare(params: dict, data_dir: str | None = None, download: bool | None = None) -> None:
+    """Download the datasets ``params`` train on (``sweep.configs_in``) when ``download``
+    (None: in Colab only), into ``data_dir`` (None: the user cache, see ``data``)."""
     from .data import SPLITS, load_dataset
     from .sweep import configs_in
-    if drive_folder:
-        os.environ["INC_RUNS_DIR"] = str(drive_runs_dir(drive_folder))
     if in_colab() if download is None else download:
         for name in sorted({c.dataset for c in configs_in(params)} & set(FILE_DATASETS)):
             for split in SPLITS:
                 load_dataset(name, split, root=data_dir, download=True)
-    print(f"runs: {default_runs_dir()}\nfigures: {figures_dir()}")

@@ -1,10 +1,11 @@
 """Stopping on signals, however the process was started.
 
-``inc`` calls ``install()`` first thing: SIGINT (Ctrl-C, ``kill -INT``) and SIGTERM (``kill``,
-``timeout``, SLURM) both raise ``KeyboardInterrupt`` in the main thread, so training marks its
-runs ``stopped`` and keeps their checkpoints; a process started in the background, where the
-shell leaves SIGINT ignored, stops on SIGINT as well. After the first signal both are ignored,
-so a second Ctrl-C cannot cut the cleanup short (SIGKILL still ends the process at once).
+``inc`` calls ``install()`` first thing, at the process boundary where it also applies the
+``settings``: SIGINT (Ctrl-C, ``kill -INT``) and SIGTERM (``kill``, ``timeout``, SLURM) both
+raise ``KeyboardInterrupt`` in the main thread, so training marks its runs ``stopped`` and
+keeps their checkpoints; a process started in the background, where the shell leaves SIGINT
+ignored, stops on SIGINT as well. After the first signal both are ignored, so a second Ctrl-C
+cannot cut the cleanup short (SIGKILL still ends the process at once).
 ``received()`` tells which signal arrived: the exit status is 128 + its number (130, 143).
 
 Sweep workers (``worker_init``, for a process pool) ignore SIGINT: their parent decides to
@@ -64,9 +65,9 @@ def _worker_term(signum, frame) -> None:
 
 
 def worker_init(parent: int) -> None:
-    """Pool initializer: one torch thread setting, SIGINT ignored, SIGTERM stops, and SIGTERM
-    when the parent process ``parent`` dies (Linux); exits at once if it is already gone."""
-    from .train import configure_threads
+    """Pool initializer: SIGINT ignored, SIGTERM stops, and SIGTERM when the parent process
+    ``parent`` dies (Linux); exits at once if it is already gone. (The parent's settings are
+    applied by the task itself, ``sweep.TrainTask``, as in every other kind of worker.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_term)
     if sys.platform.startswith("linux"):
@@ -74,7 +75,6 @@ def worker_init(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent:  # it died before the line above took effect
         os._exit(128 + signal.SIGTERM)
-    configure_threads()
 
 
 def run_in_worker(task, item):

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from . import settings
 from .config import ConfigError, RunConfig, from_dict, read_yaml
-from .runs import DamagedRunError, Run, RunLockedError, default_runs_dir, list_runs
+from .runs import DamagedRunError, Run, RunLockedError, list_runs
 
 EXECUTORS = ("local", "processes", "submitit-local", "slurm")
 #: Default most MLPs per batched group: MLP-10 (width 1024) on CIFAR10 has 12.6M parameters, and
@@ -118,10 +120,15 @@ class TrainTask:
 
     def __init__(self, runs_dir: str, device: str | None, data_root: str | None, batched: bool):
         self.runs_dir, self.device, self.data_root, self.batched = runs_dir, device, data_root, batched
+        # a worker process (processes, submitit, SLURM) is a process boundary: it applies the settings
+        # of the process that made the task (folders, threads, progress), whatever its environment
+        self.settings, self.maker = settings.current(), os.getpid()
 
     def __call__(self, configs: list[dict]) -> list[str]:
         """Train the group; returns one line for each run another process was writing (not trained)."""
         from .train import train
+        if os.getpid() != self.maker:
+            settings.use(self.settings)
         cfgs = [from_dict(c) for c in configs]
         skipped = []
         if self.batched and len(cfgs) > 1:
@@ -188,7 +195,7 @@ def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, e
     ``table.attrs["skipped"]``: one line per run not trained because another process writes it."""
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
-    runs_dir = str(runs_dir or default_runs_dir())
+    runs_dir = str(settings.runs_dir(runs_dir))
     task = TrainTask(runs_dir, device, data_root, batched)
     work = [[c.to_dict() for c in group] for group in tasks_for(configs, runs_dir, batched, group_size)]
     if not work:
@@ -213,7 +220,6 @@ def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, e
     return table
 
 
-
 class SweepWorkerDied(RuntimeError):
     """A worker process of ``--executor processes`` ended without finishing its task (killed)."""
 
@@ -226,7 +232,6 @@ def run_in_processes(task: TrainTask, work: list[list[dict]], jobs: int) -> list
     runs ``stopped``), runs still marked ``running`` without a live writer are marked
     ``stopped``, and the error is raised (a dead worker as ``SweepWorkerDied``)."""
     import gc
-    import os
     from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
 
@@ -260,7 +265,6 @@ def quiet_resource_tracker() -> None:
     """Start multiprocessing's resource tracker with its stderr on /dev/null: after workers were
     stopped it warns of the pool's semaphores, which it then removes itself, and those lines
     would break the one line a stopped sweep prints."""
-    import os
     from multiprocessing import resource_tracker
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:

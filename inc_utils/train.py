@@ -8,10 +8,8 @@ A non-finite loss stops the run and marks it ``diverged`` instead of raising, so
 goes on. One process at a time trains a run (``Run.lock``); a run folder is created only
 once its data loaded and its model fits in memory, so a failed start leaves nothing behind.
 
-Threads: training and measuring use ``configure_threads``: ``$INC_THREADS`` torch threads,
-default ``DEFAULT_THREADS`` = 1. On a CPU shared with other work one thread per process is
-often many times faster than several (``benchmarks/threads.py``: 8x on a busy 2-core
-machine); on an idle many-core machine raise it (``inc --threads N``, ``INC_THREADS=N``).
+Threads, device and progress bars are decided by ``settings`` (applied once per process at its
+boundary: ``inc``, a notebook's first cell, a sweep worker), not here.
 
 Log columns (one row per epoch): ``epoch, lr, loss`` (mean training loss over the epoch's
 minibatches, train mode), ``train_acc, test_acc`` (eval mode, whole splits; NaN on epochs
@@ -30,56 +28,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import ConfigError, RunConfig, brief, one_line
-from .data import DataFileError, Dataset, load_dataset
-from .models import build_model
+from .data import Dataset, load_splits
+from .models import accuracy, build_for
 from .runs import Run
-
-THREADS_ENV, DEFAULT_THREADS = "INC_THREADS", 1
-_threads_set = False
-
-
-def configure_threads(threads: int | None = None) -> int:
-    """Set torch's CPU thread count to ``threads``, else ``$INC_THREADS``, else ``DEFAULT_THREADS``.
-
-    Called by every training and measuring entry point; without ``threads`` it acts once per
-    process, so a later ``torch.set_num_threads`` of your own stands. Returns the count in use."""
-    global _threads_set
-    if threads is None and _threads_set:
-        return torch.get_num_threads()
-    if threads is None:
-        text = os.environ.get(THREADS_ENV, "").strip()
-        if text and not (text.isdigit() and int(text) >= 1):
-            raise ConfigError(f"{THREADS_ENV}={text!r}: expected a positive integer")
-        threads = int(text) if text else DEFAULT_THREADS
-    most = 4 * (os.cpu_count() or 1)
-    if threads > most:
-        raise ConfigError(f"{threads} threads: at most {most} (4 per core) are allowed; one per process is "
-                          f"often fastest")
-    torch.set_num_threads(threads)
-    _threads_set = True
-    return threads
-
-
-def resolve_device(device: str | None = None) -> str:
-    """``None``/``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; any other name is checked
-    (a ``ConfigError`` for a malformed name or an accelerator PyTorch cannot see)."""
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        kind = torch.device(device).type
-    except RuntimeError as err:
-        raise ConfigError(f"device {device!r}: {err}; use 'auto', 'cpu' or 'cuda'") from None
-    available = {"cpu": lambda: True, "cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
-    if kind not in available:
-        raise ConfigError(f"device {device!r}: this package trains on 'cpu', 'cuda' or 'mps' only")
-    if not available[kind]():
-        raise ConfigError(f"device {device!r}: PyTorch sees no {kind} device here; use 'auto' or 'cpu'")
-    return device
-
-
-def progress_enabled(progress: bool | None) -> bool:
-    """Progress bars on unless turned off here or by ``INC_PROGRESS=0`` (headless runs)."""
-    return os.environ.get("INC_PROGRESS", "1") != "0" if progress is None else progress
+from .settings import progress_enabled, resolve_device
 
 
 def lr_at(epoch: int, config: RunConfig) -> float:
@@ -97,33 +49,6 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "mse":
         return 0.5 * (logits - target).pow(2).sum(1).mean()
     return F.mse_loss(logits, target)
-
-
-def build_for(config: RunConfig, data: Dataset) -> nn.Module:
-    """The config's model for ``data``'s input shape and class count (initialised from the global RNG)."""
-    return build_model(config.arch, config.depth, in_shape=data.in_shape, num_classes=data.num_classes,
-                       width=config.width, bias=config.bias, cifar_stem=config.cifar_stem,
-                       first_relu=config.first_relu)
-
-
-def load_splits(config: RunConfig, device: str, data_root: str | Path | None = None,
-                download: bool = False) -> tuple[Dataset, Dataset]:
-    """Train split (balanced subset if ``n_per_class``, seeded by the run's seed) and test split, on ``device``."""
-    train = load_dataset(config.dataset, "train", root=data_root, download=download,
-                         n_per_class=config.n_per_class, seed=config.seed)
-    test = load_dataset(config.dataset, "test", root=data_root, download=download)
-    if train.in_shape != test.in_shape:
-        raise DataFileError(f"{config.dataset}: test images are {test.in_shape}, training images "
-                            f"{train.in_shape}; the two splits come from different datasets")
-    return train.to(device), test.to(device)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, data: Dataset, batch_size: int = 1024) -> float:
-    """Eval-mode accuracy over the whole split; leaves the model in eval mode."""
-    model.eval()
-    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in data.batches(batch_size))
-    return correct / len(data)
 
 
 def check_fits(config: RunConfig, data: Dataset, device: str, models: int = 1) -> None:
@@ -164,7 +89,6 @@ def train(config: RunConfig, *, runs_dir: str | Path | None = None, device: str 
     run = Run.for_config(config, runs_dir)
     if run.finished:
         return run
-    configure_threads()
     device = resolve_device(device)
     train_set, test_set = load_splits(config, device, data_root, download)
     check_fits(config, train_set, device)

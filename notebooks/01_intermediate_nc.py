@@ -55,11 +55,8 @@ download = None            # fetch missing torchvision datasets; None: in Colab 
 drive_folder = None        # Colab: keep runs in this Google Drive folder, to resume after a dropped session
 
 # %%
-import warnings
-
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 from IPython.display import Markdown
 
 from inc_utils import claims as K
@@ -68,13 +65,9 @@ from inc_utils import plots
 from inc_utils import session
 from inc_utils.config import from_dict
 from inc_utils.measure import measure_run
-from inc_utils.train import resolve_device, train
+from inc_utils.train import train
 
-warnings.filterwarnings("ignore", category=UserWarning)
-globals().update(session.scale_parameters("01_intermediate_nc", scale))
-session.prepare({"experiments": experiments}, data_dir, download, drive_folder)
-device = resolve_device(device)
-print("GPU:", torch.cuda.get_device_name() if device.startswith("cuda") else "none, running on the CPU")
+globals().update(session.setup("01_intermediate_nc", globals()))  # scale, folders, threads, device, data
 configs = [from_dict(e) for e in experiments]
 
 # %% [markdown]
@@ -145,7 +138,7 @@ print(summary.round(3).to_string(index=False))
 # %%
 label, (run, metrics, spectra) = next(iter(results.items()))
 collapse = M.collapse_layer(metrics[metrics.epoch == metrics.epoch.max()], collapse_measure, collapse_threshold)
-plots.save_figure(plots.plot_accuracy(run.read_log(), label), "ch1_accuracy")
+plots.save_figure(plots.plot_accuracy(run.read_log(), label), "ch1_accuracy", figures_dir)
 plt.show()
 
 # %% [markdown]
@@ -155,7 +148,7 @@ plt.show()
 # agrees is in the claims table at the end.
 
 # %%
-plots.save_figure(plots.plot_nc1(metrics, f"NC1 — {label}", collapse, collapse_threshold), "ch1_nc1")
+plots.save_figure(plots.plot_nc1(metrics, f"NC1 — {label}", collapse, collapse_threshold), "ch1_nc1", figures_dir)
 plt.show()
 
 # %%
@@ -170,7 +163,7 @@ print(table.map(lambda v: f"{v:.3g}").to_string())
 # training, most clearly after the collapse layer.
 
 # %%
-plots.save_figure(plots.plot_nc2(metrics, f"NC2 — {label}", collapse), "ch1_nc2")
+plots.save_figure(plots.plot_nc2(metrics, f"NC2 — {label}", collapse), "ch1_nc2", figures_dir)
 plt.show()
 
 # %% [markdown]
@@ -181,7 +174,7 @@ plt.show()
 # angles between the two subspaces.
 
 # %%
-plots.save_figure(plots.plot_nc3(metrics, spectra, f"NC3 — {label}", collapse=collapse), "ch1_nc3")
+plots.save_figure(plots.plot_nc3(metrics, spectra, f"NC3 — {label}", collapse=collapse), "ch1_nc3", figures_dir)
 plt.show()
 
 # %% [markdown]
@@ -190,7 +183,7 @@ plt.show()
 # training set perfectly and matches the network's test accuracy; the claims table checks both.
 
 # %%
-plots.save_figure(plots.plot_nc4(metrics, f"NC4 — {label}", collapse), "ch1_nc4")
+plots.save_figure(plots.plot_nc4(metrics, f"NC4 — {label}", collapse), "ch1_nc4", figures_dir)
 plt.show()
 
 # %% [markdown]
@@ -210,7 +203,7 @@ for dataset, tables in by_dataset.items():
                  for label, m in tables.items()}
     for part, panels in (("nc12", plots.GRID_NC12), ("nc34", plots.GRID_NC34)):
         fig = plots.plot_grid(tables, panels, f"{dataset}: NC{part[2]}–{part[3]} per layer", collapses)
-        plots.save_figure(fig, f"ch1_grid_{dataset}_{part}")
+        plots.save_figure(fig, f"ch1_grid_{dataset}_{part}", figures_dir)
         plt.show()
 
 # %% [markdown]
@@ -226,7 +219,7 @@ for dataset, tables in by_dataset.items():
 # NBVAL_CHECK_OUTPUT
 label, (run, metrics, spectra) = next(iter(results.items()))
 claims = K.chapter1(metrics, spectra, measure=collapse_measure, threshold=collapse_threshold)
-K.save(claims, "01_intermediate_nc", session.output_dir() / "claims")
+K.save(claims, "01_intermediate_nc", out_dir / "claims")
 Markdown(f"**{label}**\n\n" + K.to_markdown(claims))
 
 # %% [markdown]

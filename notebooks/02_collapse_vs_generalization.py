@@ -64,11 +64,8 @@ download = None            # fetch missing torchvision datasets; None: in Colab 
 drive_folder = None        # Colab: keep runs in this Google Drive folder, to resume after a dropped session
 
 # %%
-import warnings
-
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 from IPython.display import Markdown
 
 from inc_utils import claims as K
@@ -78,13 +75,8 @@ from inc_utils.config import from_dict
 from inc_utils.measure import collapse_summary
 from inc_utils.models import num_layers
 from inc_utils.sweep import SweepConfig, plan, run_sweep
-from inc_utils.train import resolve_device
 
-warnings.filterwarnings("ignore", category=UserWarning)
-globals().update(session.scale_parameters("02_collapse_vs_generalization", scale))
-session.prepare({"sweeps": sweeps}, data_dir, download, drive_folder)
-device = resolve_device(device)
-print("GPU:", torch.cuda.get_device_name() if device.startswith("cuda") else "none, running on the CPU")
+globals().update(session.setup("02_collapse_vs_generalization", globals()))  # scale, folders, threads, device, data
 sweep_configs = {label: from_dict(s, SweepConfig).configs() for label, s in sweeps.items()}
 
 # %% [markdown]
@@ -132,7 +124,7 @@ for label, rows in summary.groupby("sweep", sort=False):
 for i, (label, configs) in enumerate(sweep_configs.items()):
     rows = summary[(summary.sweep == label) & summary.included]
     fig = plots.plot_collapse_vs_error(rows, num_layers(configs[0].arch, configs[0].depth), label)
-    plots.save_figure(fig, f"ch2_collapse_vs_error_{i}")
+    plots.save_figure(fig, f"ch2_collapse_vs_error_{i}", figures_dir)
     plt.show()
 
 # %% [markdown]
@@ -164,7 +156,7 @@ print(pairs.round(3).to_string())
 claims = pd.concat([K.chapter2(summary[summary.sweep == label], num_layers(configs[0].arch, configs[0].depth),
                                label=label if len(sweep_configs) > 1 else None)
                     for label, configs in sweep_configs.items()], ignore_index=True)
-K.save(claims, "02_collapse_vs_generalization", session.output_dir() / "claims")
+K.save(claims, "02_collapse_vs_generalization", out_dir / "claims")
 Markdown(K.to_markdown(claims))
 
 # %% [markdown]

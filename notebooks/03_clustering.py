@@ -63,8 +63,6 @@ download = None            # fetch missing torchvision datasets; None: in Colab 
 drive_folder = None        # Colab: keep runs in this Google Drive folder, to resume after a dropped session
 
 # %%
-import warnings
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown
@@ -78,12 +76,9 @@ from inc_utils.activations import run_activations
 from inc_utils.config import from_dict
 from inc_utils.measure import measure_run
 from inc_utils.models import num_layers
-from inc_utils.train import resolve_device, train
+from inc_utils.train import train
 
-warnings.filterwarnings("ignore", category=UserWarning)
-globals().update(session.scale_parameters("03_clustering", scale))
-session.prepare({"experiment": experiment}, data_dir, download, drive_folder)
-device = resolve_device(device)
+globals().update(session.setup("03_clustering", globals()))  # scale, folders, threads, device, data
 cfg = from_dict(experiment)
 label = f"{cfg.arch.upper()}-{cfg.depth} on {cfg.dataset}"
 layers = list(range(num_layers(cfg.arch, cfg.depth))) if layers is None else list(layers)
@@ -144,7 +139,7 @@ print(hierarchy.round(3).to_string(index=False))
 # %%
 matrices = {layer: CL.cluster_class_matrix(c, y, min_cluster_size) for layer, c in cos_clusters.items()}
 plots.save_figure(plots.plot_cluster_matrices(matrices, f"Cosine clusters by class — {label}", collapse,
-                                              min_size=min_cluster_size), "ch3_cluster_matrices")
+                                              min_size=min_cluster_size), "ch3_cluster_matrices", figures_dir)
 plt.show()
 
 # %% [markdown]
@@ -161,7 +156,7 @@ if run_umap:
     for name, colors, kind in (("true class", y, "class"), ("induced label", induced, "class"),
                                ("induced-label errors", induced, "error")):
         fig = plots.plot_umap(embeddings, colors, f"UMAP by {name} — {label}", collapse, kind, truth=y)
-        plots.save_figure(fig, f"ch3_umap_{kind}_{name.split()[0]}")
+        plots.save_figure(fig, f"ch3_umap_{kind}_{name.split()[0]}", figures_dir)
         plt.show()
 
 # %% [markdown]
@@ -202,7 +197,7 @@ print(CL.ward_scale_table(acts, ward_trees, ward_threshold, len(set(y))).round(3
 # %%
 matrices = {layer: CL.cluster_class_matrix(c, y, min_cluster_size) for layer, c in ward_clusters.items()}
 plots.save_figure(plots.plot_cluster_matrices(matrices, f"Ward clusters by class — {label}", collapse,
-                                              min_size=min_cluster_size), "ch3_cluster_matrices_ward")
+                                              min_size=min_cluster_size), "ch3_cluster_matrices_ward", figures_dir)
 plt.show()
 if run_umap:
     ward_induced = {layer: CL.label_clusters(c, y, min_cluster_size).point_labels
@@ -210,7 +205,7 @@ if run_umap:
     for name, kind in (("induced", "class"), ("errors", "error")):
         title = f"UMAP by Ward-induced label{' errors' * (kind == 'error')} — {label}"
         plots.save_figure(plots.plot_umap(embeddings, ward_induced, title, collapse, kind, truth=y),
-                          f"ch3_umap_ward_{name}")
+                          f"ch3_umap_ward_{name}", figures_dir)
         plt.show()
 
 # %% [markdown]
@@ -232,7 +227,7 @@ print(side_431.round(3).to_string(index=False), side_432.round(3).to_string(inde
 # %%
 # NBVAL_CHECK_OUTPUT
 claims = K.chapter3(table, hierarchy, collapse, num_classes=len(set(y.tolist())))
-K.save(claims, "03_clustering", session.output_dir() / "claims")
+K.save(claims, "03_clustering", out_dir / "claims")
 Markdown(K.to_markdown(claims))
 
 # %% [markdown]

@@ -59,8 +59,6 @@ download = None            # fetch missing torchvision datasets; None: in Colab 
 drive_folder = None        # Colab: keep runs in this Google Drive folder, to resume after a dropped session
 
 # %%
-import warnings
-
 import matplotlib.pyplot as plt
 from IPython.display import Markdown
 
@@ -73,12 +71,9 @@ from inc_utils.activations import run_activations
 from inc_utils.config import from_dict
 from inc_utils.measure import measure_run
 from inc_utils.models import num_layers
-from inc_utils.train import resolve_device, train
+from inc_utils.train import train
 
-warnings.filterwarnings("ignore", category=UserWarning)
-globals().update(session.scale_parameters("04_pca_sparsity", scale))
-session.prepare({"experiment": experiment}, data_dir, download, drive_folder)
-device = resolve_device(device)
+globals().update(session.setup("04_pca_sparsity", globals()))  # scale, folders, threads, device, data
 cfg = from_dict(experiment)
 label = f"{cfg.arch.upper()}-{cfg.depth} on {cfg.dataset}"
 layers = list(range(1, num_layers(cfg.arch, cfg.depth))) if layers is None else list(layers)
@@ -115,7 +110,7 @@ print(f"{label}: collapse at layer {collapse}; {len(y)} training points, hidden 
 # %%
 spectrum = SP.spectrum_table(acts)
 plots.save_figure(plots.plot_pca(spectrum, f"PCA of the activations — {label}", collapse, variance_level),
-                  "ch4_pca")
+                  "ch4_pca", figures_dir)
 plt.show()
 
 # %%
@@ -130,7 +125,7 @@ print(f"components needed to leave less than {variance_level:g} of the variance:
 
 # %%
 plots.save_figure(plots.plot_l1_dimensionality(spectrum, f"Corresponding dimensionality — {label}", collapse,
-                                               top_components), "ch4_l1")
+                                               top_components), "ch4_l1", figures_dir)
 plt.show()
 
 # %% [markdown]
@@ -139,7 +134,7 @@ plt.show()
 # %%
 neurons = SP.neuron_table(acts)
 plots.save_figure(plots.plot_neuron_sparsity(neurons, f"Neurons sorted by sparsity — {label}", collapse),
-                  "ch4_neurons")
+                  "ch4_neurons", figures_dir)
 plt.show()
 
 # %%
@@ -162,7 +157,7 @@ print(per_layer.join(top).round(3).to_string())
 # %%
 # NBVAL_CHECK_OUTPUT
 claims = K.chapter4(components, spectrum, neurons, collapse, num_classes=len(set(y.tolist())), level=variance_level)
-K.save(claims, "04_pca_sparsity", session.output_dir() / "claims")
+K.save(claims, "04_pca_sparsity", out_dir / "claims")
 Markdown(K.to_markdown(claims))
 
 # %% [markdown]

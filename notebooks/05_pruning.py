@@ -59,10 +59,7 @@ download = None            # fetch missing torchvision datasets; None: in Colab 
 drive_folder = None        # Colab: keep runs in this Google Drive folder, to resume after a dropped session
 
 # %%
-import warnings
-
 import matplotlib.pyplot as plt
-import torch
 from IPython.display import Markdown
 
 from inc_utils import claims as K
@@ -70,16 +67,13 @@ from inc_utils import plots
 from inc_utils import prune as P
 from inc_utils import session
 from inc_utils.config import from_dict
+from inc_utils.data import load_splits
 from inc_utils.measure import load_model, measure_run
 from inc_utils.metrics import collapse_layer
 from inc_utils.sweep import configs_in, run_sweep
-from inc_utils.train import load_splits, resolve_device, train
+from inc_utils.train import train
 
-warnings.filterwarnings("ignore", category=UserWarning)
-globals().update(session.scale_parameters("05_pruning", scale))
-session.prepare({"experiment": experiment}, data_dir, download, drive_folder)
-device = resolve_device(device)
-print("GPU:", torch.cuda.get_device_name() if device.startswith("cuda") else "none, running on the CPU")
+globals().update(session.setup("05_pruning", globals()))  # scale, folders, threads, device, data
 cfg = from_dict(experiment)
 label = f"{cfg.arch.upper()}-{cfg.depth} on {cfg.dataset}"
 
@@ -116,7 +110,8 @@ print(layers[["layer", "head", "accuracy", "agreement", "params_frac", "macs_fra
 # network's accuracy as the dotted black line, and the layer of collapse dashed in green.
 
 # %%
-plots.save_figure(plots.plot_pruning_accuracy(layers, collapse, f"Cut and refit — {label}"), "ch5_accuracy")
+plots.save_figure(plots.plot_pruning_accuracy(layers, collapse, f"Cut and refit — {label}"), "ch5_accuracy",
+                  figures_dir)
 plt.show()
 
 # %% [markdown]
@@ -132,7 +127,8 @@ ncc_heads = P.fit_heads(model, lambda: train_set.batches(1024), heads=("ncc",))
 cut = {layer: P.truncate(model, head) for (layer, _), head in ncc_heads.items()}
 speed = P.speed_table(model, cut, train_set.in_shape, (1, 256), latency_repeats)
 costs = layers[layers["head"] == "ridge"][["layer", "params_frac", "macs_frac"]]
-plots.save_figure(plots.plot_pruning_cost(costs, speed, collapse, f"Cost of the cut network — {label}"), "ch5_cost")
+plots.save_figure(plots.plot_pruning_cost(costs, speed, collapse, f"Cost of the cut network — {label}"), "ch5_cost",
+                  figures_dir)
 plt.show()
 print(speed.pivot(index="layer", columns="batch", values="speedup").round(2).to_string())
 
@@ -144,7 +140,7 @@ print(speed.pivot(index="layer", columns="batch", values="speedup").round(2).to_
 # %%
 if collapse is not None:
     head = P.fit_heads(model, lambda: train_set.batches(1024), [collapse], ("ridge",), ridge=cfg.weight_decay)
-    target = session.output_dir() / "ch5_cut_at_collapse.pt2"
+    target = out_dir / "ch5_cut_at_collapse.pt2"
     path = P.export(P.truncate(model, head[collapse, "ridge"]), target, train_set.in_shape)
     print("exported the network cut at the collapse layer to", path)
 
@@ -190,7 +186,7 @@ if sweep is not None:
 if sweep is not None:
     for i, (architecture, rows) in enumerate(sweep[sweep.included].groupby("architecture", sort=False)):
         fig = plots.plot_keep_vs_collapse(rows, int(rows.num_layers.iloc[0]), architecture)
-        plots.save_figure(fig, f"ch5_keep_vs_collapse_{i}")
+        plots.save_figure(fig, f"ch5_keep_vs_collapse_{i}", figures_dir)
         plt.show()
 
 # %% [markdown]
@@ -205,5 +201,5 @@ if sweep is not None:
 # %%
 # NBVAL_CHECK_OUTPUT
 claims = K.chapter5(layers, collapse, correlations, tolerance)
-K.save(claims, "05_pruning", session.output_dir() / "claims")
+K.save(claims, "05_pruning", out_dir / "claims")
 Markdown(K.to_markdown(claims))

@@ -8,14 +8,28 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 _session = tempfile.mkdtemp(prefix="inc-tests-")
 atexit.register(shutil.rmtree, _session, ignore_errors=True)
 os.environ["INC_RUNS_DIR"] = os.path.join(_session, "runs")
 os.environ["INC_BUILD_DIR"] = os.path.join(_session, "build")       # claims and figures of chapters
-os.environ["INC_FIGURES_DIR"] = os.path.join(_session, "figures")
 os.environ["INC_PROGRESS"] = "0"
 # One torch thread in this process, its subprocesses and the notebook kernels, as the package's
 # default (INC_THREADS): bitwise comparisons between processes and the nbval references need the
 # same kernels everywhere, whatever the machine's core count.
 os.environ["OMP_NUM_THREADS"] = os.environ["INC_THREADS"] = "1"
 os.environ["MPLBACKEND"] = "Agg"
+
+
+@pytest.fixture(autouse=True)
+def settings_of_the_environment(monkeypatch):
+    """Every test starts with no settings applied (``inc`` and ``session.setup`` apply theirs to the
+    process: ``settings.current()`` then reads the environment) and gets torch's thread count back."""
+    import torch
+
+    from inc_utils import settings
+    monkeypatch.setattr(settings, "_applied", None)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

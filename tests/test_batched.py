@@ -22,7 +22,8 @@ from inc_utils.config import RunConfig
 from inc_utils.data import load_dataset
 from inc_utils.measure import measure_run
 from inc_utils.runs import Run
-from inc_utils.train import build_for, train
+from inc_utils.models import build_for
+from inc_utils.train import train
 
 BASE = RunConfig(dataset="digits", n_per_class=40, depth=3, width=32, epochs=10, batch_size=32,
                  lr_milestones=[6, 8], checkpoints=[4, 8], eval_every=2)

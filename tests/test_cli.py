@@ -13,7 +13,9 @@ import yaml
 
 from inc_utils.__main__ import main
 from inc_utils.config import RunConfig
-from inc_utils.runs import Run, project_root
+from inc_utils import settings
+from inc_utils.runs import Run
+from inc_utils.settings import project_root
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = RunConfig(dataset="digits", n_per_class=20, depth=2, width=16, epochs=3, lr_milestones=[])
@@ -78,31 +80,38 @@ def test_read_only_runs_dir_is_one_line(tmp_path, monkeypatch, capsys):
     assert _one_error_line(capsys) == f"error: cannot write {tmp_path / 'runs'}/{TINY.name}/.lock: Read-only file system\n"
 
 
-@pytest.fixture
-def torch_threads(monkeypatch):
-    """Restore torch's thread count and ``configure_threads``' once-per-process flag afterwards."""
-    import torch
-
-    import inc_utils.train as train_module
-    before = torch.get_num_threads()
-    monkeypatch.setattr(train_module, "_threads_set", False)
-    monkeypatch.setenv("INC_THREADS", os.environ.get("INC_THREADS", "1"))  # restored after `inc --threads` sets it
-    yield train_module
-    torch.set_num_threads(before)
-
-
-def test_threads_option_and_environment(tmp_path, monkeypatch, capsys, torch_threads):
+def test_threads_option_and_environment(tmp_path, monkeypatch, capsys):
     import torch
     monkeypatch.setenv("INC_THREADS", "two")
     assert main(["train", _config(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "INC_THREADS='two': expected a positive integer" in _one_error_line(capsys)
-    assert main(["--threads", "2", "runs", "--runs-dir", str(tmp_path / "runs")]) == 0
-    assert torch.get_num_threads() == 2 and os.environ["INC_THREADS"] == "2"
-    monkeypatch.setattr(torch_threads, "_threads_set", False)
+    assert not (tmp_path / "runs").exists()                         # refused before anything was written
+    (tmp_path / "runs").mkdir()
     monkeypatch.setenv("INC_THREADS", "1")
-    assert torch_threads.configure_threads() == 1 == torch.get_num_threads()
-    torch.set_num_threads(2)                                          # the user's own choice stands
-    assert torch_threads.configure_threads() == 2
+    assert main(["--threads", "2", "runs", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert torch.get_num_threads() == 2 == settings.current().threads
+    assert os.environ["INC_THREADS"] == "1"                         # the process's environment is left alone
+    assert settings.environment()["INC_THREADS"] == "2"             # children (kernels, workers) get it
+    torch.set_num_threads(3)                                        # as torch's own default would be
+    assert main(["runs", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert torch.get_num_threads() == 1                             # $INC_THREADS, applied with nothing to train
+
+
+def test_a_cached_prune_times_the_networks_at_the_documented_thread_count(tmp_path, monkeypatch, capsys):
+    """Thread count is applied by ``inc`` itself, not by a training or measurement cache miss."""
+    import torch
+
+    import inc_utils.prune.runs as prune_runs
+    from inc_utils.train import train
+    monkeypatch.delenv("INC_THREADS")                               # the package default: 1
+    run = train(TINY.replace(epochs=30, n_per_class=None), runs_dir=tmp_path, progress=False)
+    seen, speed_table = [], prune_runs.speed_table
+    monkeypatch.setattr(prune_runs, "speed_table", lambda *a, **k: (seen.append(torch.get_num_threads()),
+                                                                    speed_table(*a, **k))[1])
+    for _ in range(2):                                              # measured, then every table cached
+        torch.set_num_threads(2)                                    # torch's default on this machine
+        assert main(["prune", run.name, "--layer", "1", "--runs-dir", str(tmp_path)]) == 0, capsys.readouterr()
+    assert seen == [1, 1]
 
 
 def test_ctrl_c_stops_training_with_one_line_and_the_run_resumes(tmp_path):
@@ -125,8 +134,7 @@ def test_project_folder_is_found_from_anywhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("INC_RUNS_DIR")
     assert project_root() == ROOT
-    from inc_utils.runs import default_runs_dir
-    assert default_runs_dir() == ROOT / "runs"
+    assert settings.runs_dir() == ROOT / "runs"
 
 
 def test_reproduce_mistakes_write_nothing(tmp_path, monkeypatch, capsys):

@@ -12,6 +12,26 @@ def test_defaults_are_the_smoke_setting_and_hash_is_stable():
     assert cfg.name == f"digits-mlp8-{cfg.hash}"
 
 
+def test_the_hash_of_a_config_stating_its_milestones_is_pinned():
+    """Run folders are caches named by this hash: it must not change across versions (computed
+    before the milestone defaults became fractions of ``epochs``)."""
+    smoke = {"dataset": "digits", "arch": "mlp", "depth": 8, "width": 256, "epochs": 400, "lr": 0.05,
+             "weight_decay": 0.005, "lr_milestones": [114, 228], "checkpoints": [10, 25, 50, 100, 200],
+             "eval_every": 10}
+    assert from_dict(smoke).name == "digits-mlp8-0307fd62a436"
+    convnet = {"dataset": "fashion_mnist", "arch": "convnet", "depth": 6, "width": 64, "epochs": 350,
+               "lr_milestones": [100, 200]}
+    assert from_dict(convnet).name == "fashion_mnist-convnet6-4d2ca6519055"
+
+
+@pytest.mark.parametrize("epochs, milestones", [(350, [100, 200]), (400, [114, 228]), (50, [14, 28]),
+                                                (150, [42, 85]), (2, [1, 1]), (1, [1, 1])])
+def test_milestones_not_given_are_the_thesis_fractions_of_training(epochs, milestones):
+    config = from_dict({"epochs": epochs})                        # refused before: [114, 228] outside [1, 50]
+    assert config.lr_milestones == milestones
+    assert config.hash == from_dict({"epochs": epochs, "lr_milestones": milestones}).hash
+
+
 def test_hash_changes_with_any_field_and_ignores_int_vs_float():
     base = RunConfig()
     assert base.replace(lr=0.1).hash != base.hash

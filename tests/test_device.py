@@ -27,7 +27,8 @@ from inc_utils import batched, metrics
 from inc_utils.batched import train_batched
 from inc_utils.clustering import cosine_knn
 from inc_utils.measure import load_model, measure_run
-from inc_utils.train import load_splits, train
+from inc_utils.data import load_splits
+from inc_utils.train import train
 from test_batched import CONFIGS, assert_same_run
 
 DEVICE = os.environ.get("INC_TEST_DEVICE", "cuda")

@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 from inc_utils.__main__ import main
 from inc_utils.config import BRIEF_LIMIT, ConfigError, RunConfig, brief, from_dict, parse_overrides
-from inc_utils.data import DataFileError, DatasetNotFoundError, load_dataset, read_idx
+from inc_utils.data import DataFileError, load_dataset, load_splits, read_idx
+from inc_utils.models import build_for
 from inc_utils.runs import CorruptCheckpointError, Run, checkpoint_problem
-from inc_utils.train import build_for, train
+from inc_utils.train import train
 
 FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -159,8 +160,6 @@ def test_nested_aliases_make_a_short_error(tmp_path, capsys):
 
 
 def test_command_line_numbers_and_folders(tmp_path, capsys, monkeypatch):
-    import inc_utils.train as train_module
-    monkeypatch.setattr(train_module, "_threads_set", False)
     _exit_2_one_line(capsys, ["--threads", "100000", "runs", "--runs-dir", str(tmp_path)], "(4 per core)")
     monkeypatch.setenv("INC_THREADS", "1")
     with pytest.raises(SystemExit) as exit_:
@@ -212,7 +211,6 @@ def test_corrupt_gzip_and_a_gzip_bomb_are_read_only_as_far_as_the_header(tmp_pat
 
 
 def test_splits_of_different_image_sizes_are_one_line(tmp_path):
-    from inc_utils.train import load_splits
     _mnist(tmp_path / "mnist", "train", _idx(np.zeros((10, 28, 28), np.uint8)), _idx(np.arange(10, dtype=np.uint8)))
     _mnist(tmp_path / "mnist", "test", _idx(np.zeros((10, 20, 20), np.uint8)), _idx(np.arange(10, dtype=np.uint8)))
     with pytest.raises(DataFileError, match=r"test images are \(1, 20, 20\), training images \(1, 28, 28\)"):

@@ -19,7 +19,8 @@ from inc_utils.models import build_model, probe_points
 from inc_utils.prune import (CutError, cost, cost_table, cut_layers, earliest_keeping, evaluate_heads, export,
                              fit_heads, layer_table, rank_correlation, trunk, truncate)
 from inc_utils.runs import Run
-from inc_utils.train import load_splits, train
+from inc_utils.data import load_splits
+from inc_utils.train import train
 
 # Collapses from layer 3 (relative within-class trace 0.07 there) in about 5 s.
 COLLAPSED = RunConfig(dataset="digits", n_per_class=50, depth=3, width=64, epochs=100, lr=0.05, weight_decay=0.01,

@@ -13,7 +13,8 @@ import yaml
 import inc_utils.train as train_module
 from inc_utils.config import ConfigError, RunConfig
 from inc_utils.runs import CorruptCheckpointError, Run, list_runs
-from inc_utils.train import loss_fn, lr_at, resolve_device, train
+from inc_utils.settings import resolve_device
+from inc_utils.train import loss_fn, lr_at, train
 
 TINY = RunConfig(dataset="digits", n_per_class=30, depth=3, width=32, epochs=12, lr=0.05,
                  lr_milestones=[6, 9], checkpoints=[4, 8], eval_every=4)

@@ -38,8 +38,8 @@ def effective_rank(sv_rel: pd.Series, rtol: float = RANK_RTOL) -> int:
     return int((s >= rtol * s.max()).sum())
 
 
-def chapter1(metrics: pd.DataFrame, spectra: pd.DataFrame, *, measure: str = M.REL_TRACE_W,
-             threshold: float = 0.2, num_classes: int = 10) -> pd.DataFrame:
+def chapter1(metrics: pd.DataFrame, spectra: pd.DataFrame, *, measure: str = M.COLLAPSE_MEASURE,
+             threshold: float = M.COLLAPSE_THRESHOLD, num_classes: int = 10) -> pd.DataFrame:
     """Thesis 4.1 on one run: ``metrics`` and ``spectra`` from ``measure.measure_run`` (every checkpoint)."""
     final_epoch = metrics["epoch"].max()
     final = metrics[metrics["epoch"] == final_epoch]

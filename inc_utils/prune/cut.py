@@ -1,7 +1,8 @@
-"""Cut a trained network at layer ``l`` and classify with a head fitted in closed form (thesis 5.5.1).
+"""Cutting a trained network at layer ``l``, with a head fitted in closed form (thesis 5.5.1): a
+library of functions of a model and its batches; ``prune.runs`` applies it to run folders.
 
 The truncated classifier of layer ``l`` is the part of the network that computes layer ``l``'s
-features (the input to its ``l``-th Linear/Conv module, SPEC "Layers"), flattened to ``(B, d)``,
+features (the input to its ``l``-th Linear/Conv module, thesis 2.3.4; see ``models``), flattened to ``(B, d)``,
 followed by one ``nn.Linear(d, C)`` head fitted on the *training* features of that layer, with
 no SGD:
 
@@ -44,10 +45,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .capture import Batches, iterate, model_device, stream_features
-from .config import ConfigError
-from .models import probe_points
-from .runs import atomic_write_bytes
+from ..capture import Batches, iterate, model_device, stream_features
+from ..config import ConfigError
+from ..models import probe_points
+from ..runs import atomic_write_bytes
 
 HEADS = ("ncc", "ridge")
 MAX_RIDGE_FEATURES = 8192            # A is (d + 1)² float64: 0.5 GiB at this width
@@ -326,7 +327,7 @@ def export(module: nn.Module, path: str | Path, in_shape: tuple[int, ...]) -> Pa
     return Path(path)
 
 
-# ----------------------------------------------------------------------------- a whole run
+# ----------------------------------------------------------------------------- every layer
 def layer_table(model: nn.Module, train_batches: Batches, test_batches: Batches, in_shape: tuple[int, ...],
                 ridge: float = 1e-4) -> pd.DataFrame:
     """Both heads at every cuttable layer: test accuracy, agreement with the network, costs.
@@ -348,102 +349,3 @@ def earliest_keeping(table: pd.DataFrame, head: str, tolerance: float = 0.01) ->
     net = table.loc[table["head"] == "network", "accuracy"].item()
     rows = table[(table["head"] == head) & (table["accuracy"] >= net - tolerance - 1e-12)]
     return int(rows["layer"].min()) if len(rows) else None
-
-
-def prune_run(run, layer: int | str = "auto", head: str = "ridge", output: str | Path | None = None, *,
-              device: str | None = None, data_root: str | Path | None = None,
-              repeats: int = 50) -> tuple[pd.DataFrame, int]:
-    """Cut ``run`` (a ``Run``) at its last checkpoint: ``layer`` a number or ``"auto"`` (the layer
-    of collapse, rule of ``metrics.collapse_layer``), the ``head`` fitted on the train split
-    (ridge penalty: the run's weight decay).
-    Writes the truncated model to ``output`` (``export``) if given. Returns a table comparing
-    it with the full network (rows: test accuracy, parameters, multiply-adds, batch-1 latency,
-    batch-256 throughput; columns ``full, cut, ratio``) and the layer cut at."""
-    from .measure import measure_run, newest_model
-    from .metrics import collapse_layer
-    from .train import accuracy, load_splits, resolve_device
-    epochs = run.checkpoint_epochs()
-    if not epochs:
-        raise FileNotFoundError(f"run {run.name} has no checkpoints; train it first (`inc train`)")
-    if head not in HEADS:
-        raise ConfigError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
-    device = resolve_device(device)
-    train_set, test_set = load_splits(run.config, device, data_root)
-    newest, model = newest_model(run, device, train_set)  # a damaged newest one is skipped, as measuring does
-    _chain(model)  # an architecture where cutting is not defined fails here, before any measuring
-    if layer == "auto":
-        metrics, _ = measure_run(run, epochs=[newest], device=device, data_root=data_root)
-        layer = collapse_layer(metrics)
-        if layer is None:
-            raise CutError(f"run {run.name} has no layer of collapse at epoch {newest} "
-                           f"(relative within-class trace never stays below 0.2); pass --layer N")
-    check_layer(model, int(layer))
-    layer = int(layer)
-    fitted = fit_heads(model, lambda: train_set.batches(1024), [layer], heads=(head,),
-                       ridge=run.config.weight_decay)
-    if (layer, head) not in fitted:
-        raise CutError(f"layer {layer} is wider than {MAX_RIDGE_FEATURES} features, too wide for the ridge "
-                       f"head's (d + 1)^2 Gram matrix; use --head ncc")
-    cut = truncate(model, fitted[layer, head])
-    full_cost, cut_cost = cost(model, train_set.in_shape), cost(cut, train_set.in_shape)
-    speed = speed_table(model, {layer: cut}, train_set.in_shape, repeats=repeats).set_index(["layer", "batch"])
-    rows = {"test accuracy": (accuracy(model, test_set), accuracy(cut, test_set)),
-            "parameters": (full_cost["params"], cut_cost["params"]),
-            "multiply-adds per sample": (full_cost["macs"], cut_cost["macs"]),
-            "latency, batch 1 (ms)": (1e3 * speed.loc[(-1, 1), "seconds"], 1e3 * speed.loc[(layer, 1), "seconds"]),
-            "samples/s, batch 256": (speed.loc[(-1, 256), "per_second"], speed.loc[(layer, 256), "per_second"])}
-    table = pd.DataFrame(rows, index=["full", "cut"]).T
-    table["ratio"] = table["cut"] / table["full"]
-    if output is not None:
-        export(cut, output, train_set.in_shape)
-    return table, layer
-
-
-# ----------------------------------------------------------------------------- across a sweep
-def sweep_keeps(configs: list, *, tolerance: float = 0.01, measure: str = "rel_trace_w", threshold: float = 0.2,
-                accuracy_floor: float = 0.35, train_accuracy_floor: float = 0.0, runs_dir: str | Path | None = None,
-                device: str | None = None, data_root: str | Path | None = None) -> pd.DataFrame:
-    """``measure.collapse_summary`` of finished runs plus, for each included run (MLP or ConvNet),
-    the earliest layer whose NCC / ridge head keeps its test accuracy within ``tolerance``
-    (columns ``keeps_ncc``, ``keeps_ridge``; ridge penalty = the run's weight decay) and
-    ``num_layers``. ResNets are left out (``reason``): their cuts exist only at block boundaries."""
-    from .measure import collapse_summary, load_model
-    from .models import num_layers
-    from .runs import Run
-    from .train import load_splits, resolve_device
-    device = resolve_device(device)
-    summary = collapse_summary(configs, runs_dir=runs_dir, measure=measure, threshold=threshold,
-                               accuracy_floor=accuracy_floor, train_accuracy_floor=train_accuracy_floor,
-                               device=device, data_root=data_root)
-    keeps = {"keeps_ncc": [], "keeps_ridge": []}
-    for cfg, (_, row) in zip(configs, summary.iterrows()):
-        if cfg.arch == "resnet" and row["included"]:
-            summary.loc[row.name, ["included", "reason"]] = (False, "ResNet: cut only at block boundaries")
-        if not summary.loc[row.name, "included"]:
-            keeps["keeps_ncc"].append(None)
-            keeps["keeps_ridge"].append(None)
-            continue
-        train_set, test_set = load_splits(cfg, device, data_root)
-        model = load_model(Run.for_config(cfg, runs_dir), cfg.epochs, device, train_set)
-        table = layer_table(model, lambda: train_set.batches(1024), lambda: test_set.batches(1024),
-                            train_set.in_shape, ridge=cfg.weight_decay)
-        for head in HEADS:
-            keeps[f"keeps_{head}"].append(earliest_keeping(table, head, tolerance))
-    layers = [num_layers(c.arch, c.depth) for c in configs]
-    return summary.assign(architecture=[f"{c.arch.upper()}-{c.depth} on {c.dataset}" for c in configs],
-                          num_layers=layers, **{k: pd.array(v, dtype="Int64") for k, v in keeps.items()})
-
-
-def rank_correlation(rows: pd.DataFrame, column: str) -> tuple[float, float, int]:
-    """Spearman's ρ (and its p-value) between ``collapse_layer`` and ``column`` over ``rows`` of
-    ``sweep_keeps``, with "never" ranked after the last layer (``num_layers``); and the count.
-    NaN when fewer than 3 rows or either side is constant."""
-    from scipy.stats import spearmanr
-    if len(rows) < 3:
-        return float("nan"), float("nan"), len(rows)
-    x = rows["collapse_layer"].astype("float").fillna(rows["num_layers"])
-    y = rows[column].astype("float").fillna(rows["num_layers"])
-    if x.nunique() < 2 or y.nunique() < 2:
-        return float("nan"), float("nan"), len(rows)
-    rho, p = spearmanr(x, y)
-    return float(rho), float(p), len(rows)
