@@ -484,7 +484,8 @@ def make_synthetic(
 
 def _load_files(name: str, split: str, root: str | os.PathLike | None, download: bool) -> Dataset:
     if root is not None and not download and not Path(root).expanduser().is_dir():
-        raise DatasetNotFoundError(f"data directory {root} does not exist (a typo?); nothing else was searched")
+        raise DatasetNotFoundError(f"dataset {name!r}: data directory {root} does not exist (a typo?); nothing else "
+                                   "was searched")
     paths = _find_files(name, split, root)
     if paths is None and download:
         _download(name, split, Path(root).expanduser() if root is not None else cache_dir())
