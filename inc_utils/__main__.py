@@ -2,27 +2,46 @@
 
 User mistakes (bad config, missing or damaged data, unknown run, a run another process is
 writing, a read-only or full disk) exit with status 2 and one line on stderr, without a
-traceback; Ctrl-C exits with status 130 and one line saying what is kept and how to resume.
+traceback; Ctrl-C or SIGINT exits with status 130, SIGTERM with 143, each with one line saying
+what is kept and how to resume (``stopping.py``; also when started in the background). A sweep
+worker that died is one line and exit status 1.
 A new subcommand is a ``_name(args)`` function plus its ``sub.add_parser`` block in ``parser``.
 """
 from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 import warnings
 
-from . import settings
-from .config import ConfigError, load_config, parse_overrides
-from .data import DataFileError, DatasetNotFoundError
-from .runs import CorruptCheckpointError, DamagedRunError, RunLockedError
-from .sweep import MAX_GROUP
+from . import stopping
+
+
+def _spawned_child() -> bool:
+    """Whether this is a sweep worker importing the parent's ``inc`` script (spawn start method)."""
+    import multiprocessing
+    return multiprocessing.parent_process() is not None
+
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "inc" and not _spawned_child():
+    stopping.install()  # before the heavy imports below: a Ctrl-C during them is one line too
+
+try:
+    from . import settings
+    from .config import ConfigError, brief, load_config, parse_overrides
+    from .data import DataFileError, DatasetNotFoundError
+    from .runs import CorruptCheckpointError, DamagedRunError, RunLockedError
+    from .sweep import MAX_GROUP, SweepWorkerDied
+except KeyboardInterrupt:
+    print("interrupted: nothing was started", file=sys.stderr)
+    sys.exit(stopping.exit_status())
 
 #: Errors that are the user's to fix: reported in one line, exit status 2.
 USER_ERRORS = (ConfigError, DatasetNotFoundError, DataFileError, FileNotFoundError, RunLockedError,
                DamagedRunError, CorruptCheckpointError)
 #: Disk errors reported the same way (read-only file system, no permission, disk or quota full).
-DISK_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
+DISK_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST)
 
 
 def _train(args) -> None:
@@ -35,7 +54,10 @@ def _train(args) -> None:
 
 def _runs(args) -> None:
     import pandas as pd
+    from pathlib import Path
     from .runs import list_runs
+    if args.runs_dir and not Path(args.runs_dir).is_dir():
+        raise FileNotFoundError(f"--runs-dir {args.runs_dir}: no such directory")
     table = list_runs(args.runs_dir)
     if table.empty:
         print("no runs yet")
@@ -51,7 +73,7 @@ def _measure(args) -> None:
     from .runs import find_run
     run = find_run(args.run, args.runs_dir)
     path = run.path
-    metrics, _ = measure_run(run, device=args.device)
+    metrics, _ = measure_run(run, device=args.device, data_root=args.data_dir)
     last = metrics[(metrics.epoch == metrics.epoch.max()) & (metrics.split == "train") & (metrics.layer >= 0)]
     with pd.option_context("display.width", 200):
         print(last.pivot_table(index="measure", columns="layer", values="value").to_string(float_format="{:.3g}".format))
@@ -61,8 +83,8 @@ def _measure(args) -> None:
 
 
 def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if not text.isdigit() or len(text) > 9 or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer below 10**9, got {brief(text)}")
     return int(text)
 
 
@@ -85,6 +107,9 @@ def _sweep(args) -> None:
                           data_root=args.data_dir, slurm=slurm)
         print(table.to_string(index=False))
         print(table.status.value_counts().to_string())
+    skipped = table.attrs.get("skipped", [])
+    if skipped:
+        raise RunLockedError(f"{len(skipped)} of the sweep's tasks were not trained: {skipped[0]}")
 
 
 def _reproduce(args) -> None:
@@ -149,8 +174,15 @@ def _prune(args) -> None:
         print(f"wrote {args.output}; load it with torch.export.load(path).module(), inputs normalised as in training")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors in one line (exit status 2, as every user error)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="inc", description="Intermediate Neural Collapse companion")
+    p = _Parser(prog="inc", description="Intermediate Neural Collapse companion")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch CPU threads per process, also for the notebooks `reproduce` runs and sweep workers "
                         "(default: $INC_THREADS, else 1: on a shared CPU one thread is often fastest)")
@@ -168,13 +200,14 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("measure", help="measure NC1-4 at every checkpoint of a run (cached in its folder)")
     m.add_argument("run", help="run name (see `inc runs`) or run folder")
     m.add_argument("--device", default=None)
+    m.add_argument("--data-dir", default=None, help="directory holding the dataset files")
     m.add_argument("--runs-dir", default=None)
     m.set_defaults(func=_measure)
 
     s = sub.add_parser("sweep", help="train the missing runs of a sweep YAML or a chapter's params")
     s.add_argument("sweep", help="sweep YAML with 'base' and 'grid', or a chapter's params/<scale>/<chapter>.yaml")
     s.add_argument("--executor", default="local", choices=["local", "processes", "submitit-local", "slurm"])
-    s.add_argument("--jobs", type=int, default=1, help="parallel processes for --executor processes")
+    s.add_argument("--jobs", type=_positive_int, default=1, help="parallel processes for --executor processes")
     s.add_argument("--batched", action=argparse.BooleanOptionalAction, default=True,
                    help="train compatible MLPs together as one stacked model (default); --no-batched: one at a time")
     s.add_argument("--group-size", type=_positive_int, default=None,
@@ -221,10 +254,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``inc`` with ``argv``; the exit status. The process boundary: stopping on signals
+    (``stopping.install``, here) and the settings (``settings.apply``, once the arguments are read)."""
+    before = stopping.install()  # the caller's handlers come back on return (tests call main())
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as err:  # raised before or after _main's own handler (argument parsing)
+        print(f"interrupted: {err.args[0] if err.args else INTERRUPTED}", file=sys.stderr)
+        return stopping.exit_status()
+    finally:
+        stopping.restore(before)
+
+
+def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"  # one line each
     try:
-        settings.apply(threads=args.threads, runs=getattr(args, "runs_dir", None))  # the process boundary
+        settings.apply(threads=args.threads, runs=getattr(args, "runs_dir", None))
         args.func(args)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
@@ -234,9 +280,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: cannot write {err.filename or ''}: {err.strerror}".replace(" :", ":"), file=sys.stderr)
         return 2
+    except SweepWorkerDied as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as err:
         print(f"interrupted: {err.args[0] if err.args else INTERRUPTED}", file=sys.stderr)
-        return 130
+        return stopping.exit_status()
     return 0
 
 

@@ -29,9 +29,13 @@ Different:
 - ``seconds`` in log.csv is the member's share of the group's epoch: its wall time divided
   by the number of models trained in it, so summing ``seconds`` over runs gives machine time;
 - a member whose epoch loss is non-finite is logged and marked ``diverged`` as
-  ``train.train`` does, then dropped from the stack; the others go on;
+  ``train.train`` does, then its row is frozen (zeros, lr 0); the others go on;
 - a restart resumes the whole group from the newest epoch at which every unfinished
-  member has a valid checkpoint (members with newer ones redo those epochs);
+  member has a valid checkpoint (members with newer ones redo those epochs), in a stack of
+  the same shape: finished members hold frozen rows. Rows never interact, so on a CPU the
+  resumed members end bitwise equal to an uninterrupted group; a member resumed alone
+  (``train.train``) is trained as its row of such a stack (its checkpoints record it), and
+  is bitwise equal too;
 - no CUDA-graph capture (the step would need static index buffers and a re-capture after
   each divergence); the step has no host synchronisation, so kernels queue back to back.
 """
@@ -110,12 +114,14 @@ class Stack:
         self.params = {name: p.requires_grad_() for name, p in self.split(self.weights).items()}
 
     @classmethod
-    def empty(cls, configs: list[RunConfig], data: Dataset, device: str) -> "Stack":
-        """Zero weights, momenta and buffers for ``configs`` on ``data``; hyperparameters from the configs."""
+    def empty(cls, configs: list[RunConfig | None], data: Dataset, device: str) -> "Stack":
+        """Zero weights, momenta and buffers for ``configs`` on ``data``; hyperparameters from the
+        configs; a ``None`` is a frozen row (``freeze``) that keeps the stack's shape."""
         with torch.device("meta"):
-            template = build_for(configs[0], data)
+            template = build_for(next(c for c in configs if c is not None), data)
         K, size = len(configs), sum(p.numel() for p in template.parameters())
-        hyper = torch.tensor([[c.lr, c.weight_decay, c.momentum] for c in configs], device=device)
+        hyper = torch.tensor([[c.lr, c.weight_decay, c.momentum] if c else [0.0, 0.0, 0.0] for c in configs],
+                             device=device)
         return cls(template, torch.zeros(K, size, device=device), torch.zeros(K, size, device=device),
                    {n: torch.zeros(K, *b.shape, dtype=b.dtype, device=device) for n, b in template.named_buffers()},
                    *hyper.T.unsqueeze(2))  # lr, weight_decay, momentum: (K, 1) each
@@ -136,12 +142,15 @@ class Stack:
             start += p.numel()
         return views
 
-    def select(self, keep: list[int]) -> "Stack":
-        """The stack of models ``keep`` only (a copy)."""
-        i = torch.tensor(keep, dtype=torch.long, device=self.weights.device)
-        return Stack(self.template, self.weights[i].detach(), self.momenta[i],
-                     {n: b[i] for n, b in self.buffers.items()}, self.lr[i], self.weight_decay[i],
-                     self.momentum[i])
+    @torch.no_grad()
+    def freeze(self, k: int) -> None:
+        """Make row ``k`` a placeholder: zero weights, momenta and buffers, no steps (lr 0).
+
+        Rows never interact, so a frozen row changes no other model's numbers; it keeps the
+        stack's shape, and with it the matrix products, the same as before."""
+        for tensor in (self.weights, self.momenta, self.lr, self.weight_decay, self.momentum,
+                       *self.buffers.values()):
+            tensor[k] = 0
 
     @torch.no_grad()
     def set_row(self, k: int, model: dict, optimizer: dict | None) -> None:
@@ -245,8 +254,9 @@ class Split:
         rows = self.owner.unsqueeze(1)
         return self.data.normalize(self.x[rows, idx]), self.y[rows, idx]
 
-    def select(self, keep: list[int]) -> "Split":
-        return replace(self, owner=self.owner[keep])
+    def select(self, rows: list[int]) -> "Split":
+        """The split for models ``rows`` (repeats allowed: a frozen row trains on any model's set)."""
+        return replace(self, owner=self.owner[rows])
 
 
 def load_group_splits(configs: list[RunConfig], device: str, data_root: str | Path | None) -> tuple[Split, Split]:
@@ -320,12 +330,13 @@ def fresh_state(config: RunConfig, data: Dataset, device: str) -> dict:
             "torch_rng": torch.get_rng_state()}
 
 
-def newest_common_checkpoint(runs: list[Run]) -> tuple[int, list[dict] | None]:
-    """The newest epoch at which every run has a valid checkpoint, and those (on the CPU); (0, None) if none."""
+def newest_common_checkpoint(runs: list[Run], like: nn.Module | None = None) -> tuple[int, list[dict] | None]:
+    """The newest epoch at which every run has a valid checkpoint that fits the model ``like``,
+    and those (on the CPU); (0, None) if none."""
     common = set.intersection(*(set(run.checkpoint_epochs(warn=True)) for run in runs))
     for epoch in sorted(common, reverse=True):
         try:
-            return epoch, [run.load_checkpoint(epoch) for run in runs]
+            return epoch, [run.load_checkpoint(epoch, like=like, resume=True) for run in runs]
         except CorruptCheckpointError as err:
             warnings.warn(f"skipping epoch {epoch}: {err}", IncWarning, stacklevel=2)
     return 0, None
@@ -335,83 +346,116 @@ def train_batched(configs: list[RunConfig], *, runs_dir: str | Path | None = Non
                   data_root: str | Path | None = None, progress: bool | None = None) -> list[Run]:
     """Train compatible MLP ``configs`` (one group of ``batch_groups``) together; one Run per config.
 
-    Finished runs are cache hits; the others resume from their newest common checkpoint.
+    Finished runs are cache hits; the others resume from their newest common checkpoint, in a
+    stack of the whole group's shape: finished members (done or diverged) hold frozen rows, so
+    a resumed group does the same matrix products as an uninterrupted one (bitwise on a CPU).
     Raises ``RunLockedError`` if another process is writing any of them."""
     groups = batch_groups(configs)
     if len(groups) != 1 or len(groups[0]) != len({c.name for c in configs}):
         raise ValueError("train_batched needs MLP configs that differ only in " + ", ".join(PER_MODEL)
                          + "; split them with batch_groups")
-    todo = [c for c in groups[0] if not Run.for_config(c, runs_dir).finished]
+    layout = groups[0]
+    todo = [c for c in layout if not Run.for_config(c, runs_dir).finished]
     if todo:
         device = resolve_device(device)
         train_split, test_split = load_group_splits(todo, device, data_root)
-        check_fits(todo[0], train_split.data, device, models=len(todo))
+        check_fits(todo[0], train_split.data, device, models=len(layout))
         with contextlib.ExitStack() as locks:
             runs = [locks.enter_context(Run.for_config(c, runs_dir).lock()) for c in todo]
-            todo = [c for c, run in zip(todo, runs) if not run.finished]  # finished meanwhile elsewhere
-            if todo:
-                keep = [k for k, run in enumerate(runs) if not run.finished]
-                _train_group(todo, runs_dir, device, train_split.select(keep), test_split.select(keep), progress)
+            live = {c.name: i for i, (c, run) in enumerate(zip(todo, runs)) if not run.finished}  # else finished meanwhile
+            if live:
+                slots = [c if c.name in live else None for c in layout]
+                data_of = [live.get(c.name, next(iter(live.values()))) for c in layout]
+                _train_group(slots, runs_dir, device, train_split.select(data_of), test_split.select(data_of),
+                             progress)
     return [Run.for_config(c, runs_dir) for c in configs]
 
 
-def _train_group(configs: list[RunConfig], runs_dir, device: str, train_split: Split, test_split: Split,
+def resume_in_stack(config: RunConfig, run: Run, train_set: Dataset, test_set: Dataset, device: str,
+                    size: int, row: int, progress: bool | None) -> None:
+    """Resume one member of a batched group alone, as row ``row`` of a stack of ``size`` rows (the
+    others frozen): the same matrix products as its group, so bitwise the run it would have been.
+    The caller (``train.train``) holds the run's lock."""
+    slots: list[RunConfig | None] = [None] * size
+    slots[row] = config
+    train_split = Split(train_set, train_set.x.unsqueeze(0), train_set.y.unsqueeze(0),
+                        torch.zeros(size, dtype=torch.long, device=train_set.x.device))
+    test_split = Split(test_set, test_set.x.unsqueeze(0), test_set.y.unsqueeze(0), train_split.owner)
+    _train_group(slots, run.path.parent, device, train_split, test_split, progress)
+
+
+def _train_group(slots: list[RunConfig | None], runs_dir, device: str, train_split: Split, test_split: Split,
                  progress: bool | None) -> None:
-    runs = [Run.for_config(c, runs_dir) for c in configs]
-    for run, cfg in zip(runs, configs):
-        run.create(cfg, device)
-    stack = Stack.empty(configs, train_split.data, device)
-    start, states = newest_common_checkpoint(runs)
-    members = []
-    for k, (cfg, run) in enumerate(zip(configs, runs)):
-        state = states[k] if states else fresh_state(cfg, train_split.data, device)
+    """Train the members in ``slots`` (``None``: a frozen row) as one stack; the caller holds their locks."""
+    K = len(slots)
+    members: list[Member | None] = [None] * K
+    live = [k for k, c in enumerate(slots) if c is not None]
+    runs = [Run.for_config(slots[k], runs_dir) for k in live]
+    for k, run in zip(live, runs):
+        run.create(slots[k], device)
+    stack = Stack.empty(slots, train_split.data, device)
+    start, states = newest_common_checkpoint(runs, like=stack.template)
+    for i, (k, run) in enumerate(zip(live, runs)):
+        state = states[i] if states else fresh_state(slots[k], train_split.data, device)
+        if states and state.get("stack", {"size": K, "row": k}) != {"size": K, "row": k}:
+            warnings.warn(f"{run.name} was trained as row {state['stack']['row']} of {state['stack']['size']} "
+                          f"models and resumes as row {k} of {K}: equal up to round-off, not bitwise", IncWarning,
+                          stacklevel=2)
         stack.set_row(k, state["model"], state["optimizer"])
         order = torch.Generator(device=device)
         order.set_state(state["order_rng"].cpu())
-        members.append(Member(cfg, run, order, state["torch_rng"].cpu(), list(state["log"])))
+        members[k] = Member(slots[k], run, order, state["torch_rng"].cpu(), list(state["log"]))
         run.set_status("running", epoch=start)
     del states
+    for k in range(K):
+        if members[k] is None:
+            stack.freeze(k)
+    orders = [m.order if m else torch.Generator(device=device).manual_seed(0) for m in members]
 
-    config = configs[0]  # the shared fields
+    config = slots[live[0]]  # the shared fields
     checkpoint_epochs = set(config.checkpoint_epochs())
-    bar = tqdm(range(start + 1, config.epochs + 1), desc=f"{len(configs)} x {config.dataset}-mlp{config.depth}",
+    bar = tqdm(range(start + 1, config.epochs + 1), desc=f"{len(live)} x {config.dataset}-mlp{config.depth}",
                initial=start, total=config.epochs, disable=not progress_enabled(progress), leave=False)
     try:
         for epoch in bar:
             tic = time.perf_counter()
-            lrs = [lr_at(epoch, m.config) for m in members]
+            lrs = [lr_at(epoch, m.config) if m else 0.0 for m in members]
             stack.lr.copy_(torch.tensor(lrs).unsqueeze(1))
-            losses = train_epoch(stack, train_split, [m.order for m in members], config)
-            rows = [{"epoch": epoch, "lr": lr, "loss": loss, "train_acc": math.nan, "test_acc": math.nan}
-                    for lr, loss in zip(lrs, losses)]
-            keep = [k for k, loss in enumerate(losses) if math.isfinite(loss)]
-            for k in (k for k in range(len(members)) if k not in keep):   # diverged: logged as train.train does
-                members[k].log.append({**rows[k], "seconds": (time.perf_counter() - tic) / len(losses)})
-                members[k].run.write_log(members[k].log)
-                members[k].run.set_status("diverged", epoch=epoch, loss=str(losses[k]))
-            members, rows, lrs = [members[k] for k in keep], [rows[k] for k in keep], [lrs[k] for k in keep]
-            if not members:
+            losses = train_epoch(stack, train_split, orders, config)
+            trained = [k for k in range(K) if members[k]]
+            rows = {k: {"epoch": epoch, "lr": lrs[k], "loss": losses[k], "train_acc": math.nan,
+                        "test_acc": math.nan} for k in trained}
+            for k in (k for k in trained if not math.isfinite(losses[k])):   # diverged: logged as train.train does
+                m = members[k]
+                m.log.append({**rows[k], "seconds": (time.perf_counter() - tic) / len(trained)})
+                m.run.write_log(m.log)
+                m.run.set_status("diverged", epoch=epoch, loss=str(losses[k]))
+                stack.freeze(k)
+                members[k] = None
+            live = [k for k in trained if members[k]]
+            if not live:
                 break
-            if len(keep) < len(stack.lr):
-                stack, train_split, test_split = stack.select(keep), train_split.select(keep), test_split.select(keep)
             if epoch % config.eval_every == 0 or epoch == config.epochs:
                 for key, split in (("train_acc", train_split), ("test_acc", test_split)):
-                    for row, acc in zip(rows, accuracies(stack, split)):
-                        row[key] = acc
-            seconds = (time.perf_counter() - tic) / len(losses)  # each model's share of the epoch
-            for k, (m, row) in enumerate(zip(members, rows)):
-                m.log.append({**row, "seconds": seconds})
+                    accs = accuracies(stack, split)
+                    for k in live:
+                        rows[k][key] = accs[k]
+            seconds = (time.perf_counter() - tic) / len(trained)  # each model's share of the epoch
+            for k in live:
+                m = members[k]
+                m.log.append({**rows[k], "seconds": seconds})
                 m.run.write_log(m.log)
                 if epoch in checkpoint_epochs:
                     model, optimizer = stack.row(k, m.config, lrs[k])
                     m.run.save_checkpoint(epoch, checkpoint_state(epoch, model, optimizer, m.order.get_state(),
-                                                                  m.torch_rng, m.log, lrs[k]))
-            bar.set_postfix(models=len(members), best_loss=f"{min(losses[k] for k in keep):.4f}")
+                                                                  m.torch_rng, m.log, lrs[k],
+                                                                  stack={"size": K, "row": k}))
+            bar.set_postfix(models=len(live), best_loss=f"{min(losses[k] for k in live):.4f}")
     except BaseException as err:
-        for m in members:
+        for m in filter(None, members):
             m.run.set_status(**stopped_or_failed(err))
         raise
     finally:
         bar.close()
-    for m in members:
+    for m in filter(None, members):
         m.run.set_status("done", epoch=config.epochs)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ ARCHS = ("mlp", "convnet", "resnet")
 LOSSES = ("mse", "mse_mean", "ce")
 RESNET_DEPTHS = (18, 34, 50)
 MAX_DEPTH = 1000  # a guard against typos: the thesis's deepest MLP has 20 layers
+MAX_EPOCHS = 100_000  # a guard against typos: the thesis trains 350
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 DATASETS = ("digits", "synthetic", "mnist", "fashion_mnist", "svhn", "cifar10")
 
 
@@ -43,6 +46,23 @@ class ConfigError(ValueError):
     """A config that cannot be run; the message names the offending key."""
 
 
+class _Brief(reprlib.Repr):
+    def repr_int(self, x, level):  # str() of an int over 4300 digits raises; say its size instead
+        return super().repr_int(x, level) if x.bit_length() < 10_000 else f"<an integer of {x.bit_length()} bits>"
+
+
+_BRIEF = _Brief()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 3, 60, 60, 40
+BRIEF_LIMIT = 120
+
+
+def brief(value: object) -> str:
+    """``repr(value)`` cut to at most ``BRIEF_LIMIT`` characters, in bounded time however large
+    or deeply nested ``value`` is: every error message quotes values through this."""
+    text = _BRIEF.repr(value)
+    return text if len(text) <= BRIEF_LIMIT else text[:BRIEF_LIMIT - 3] + "..."
+
+
 def one_line(err: BaseException) -> str:
     """The first line of an exception's message (its type name if it has none), for one-line errors."""
     text = str(err).strip()
@@ -57,7 +77,7 @@ class _Loader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, typing.Hashable) and key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                raise yaml.constructor.ConstructorError(None, None, f"key {brief(key)} is given twice",
                                                         key_node.start_mark)
             seen.add(key if isinstance(key, typing.Hashable) else id(key))
         return super().construct_mapping(node, deep)
@@ -76,7 +96,8 @@ def yaml_loads(text: str, source: str) -> object:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"{source}: not valid YAML ({' '.join(str(problem).split())}{where})") from None
+        problem = " ".join(str(problem).split())
+        raise ConfigError(f"{source}: not valid YAML ({problem[:200]}{where})") from None
 
 
 @dataclass(frozen=True)
@@ -140,37 +161,41 @@ class RunConfig:
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("loss", self.loss, LOSSES)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must lie in [0, 2**63 - 1], got {brief(self.seed)}")
+        if self.epochs > MAX_EPOCHS:
+            raise ConfigError(f"epochs must be <= {MAX_EPOCHS}, got {brief(self.epochs)}")
         for key in ("depth", "width", "batch_size", "epochs", "eval_every"):
             if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be >= 1, got {brief(getattr(self, key))}")
         for f in dataclasses.fields(self):
             if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name)):
-                raise ConfigError(f"{f.name} must be a finite number, got {getattr(self, f.name)}")
+                raise ConfigError(f"{f.name} must be a finite number, got {brief(getattr(self, f.name))}")
         for key in ("lr", "lr_factor"):
             if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be > 0, got {brief(getattr(self, key))}")
         for key in ("momentum", "weight_decay", "warmup_epochs", "checkpoint_every"):
             if getattr(self, key) < 0:
-                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be >= 0, got {brief(getattr(self, key))}")
         if self.depth > MAX_DEPTH:
-            raise ConfigError(f"depth must be <= {MAX_DEPTH}, got {self.depth}")
+            raise ConfigError(f"depth must be <= {MAX_DEPTH}, got {brief(self.depth)}")
         if self.arch == "resnet" and self.depth not in RESNET_DEPTHS:
-            raise ConfigError(f"depth: ResNet depth must be one of {RESNET_DEPTHS}, got {self.depth}")
+            raise ConfigError(f"depth: ResNet depth must be one of {RESNET_DEPTHS}, got {brief(self.depth)}")
         if self.arch == "convnet" and self.depth < 2:
-            raise ConfigError(f"depth: ConvNet needs depth >= 2 (two downsampling convs), got {self.depth}")
+            raise ConfigError(f"depth: ConvNet needs depth >= 2 (two downsampling convs), got {brief(self.depth)}")
         if self.n_per_class is not None and self.n_per_class < 1:
-            raise ConfigError(f"n_per_class must be >= 1 or null, got {self.n_per_class}")
+            raise ConfigError(f"n_per_class must be >= 1 or null, got {brief(self.n_per_class)}")
         for key in ("ticket_rate", "ticket_output_rate"):
             if not 0 <= getattr(self, key) < 1:
-                raise ConfigError(f"{key} must lie in [0, 1), got {getattr(self, key)}")
+                raise ConfigError(f"{key} must lie in [0, 1), got {brief(getattr(self, key))}")
         for key in ("ticket_round", "ticket_rewind"):
             if getattr(self, key) < 0:
-                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be >= 0, got {brief(getattr(self, key))}")
         if self.ticket_parent is None and any(getattr(self, k) != v for k, v in TICKET_DEFAULTS.items()):
             raise ConfigError("ticket_* fields need ticket_parent, the run whose ticket this is")
         bad = [e for e in self.checkpoints + self.lr_milestones if not 1 <= e <= self.epochs]
         if bad:
-            raise ConfigError(f"checkpoints and lr_milestones must lie in [1, epochs={self.epochs}], got {bad}")
+            raise ConfigError(f"checkpoints and lr_milestones must lie in [1, epochs={self.epochs}], got {brief(bad)}")
 
     @property
     def hash(self) -> str:
@@ -213,8 +238,8 @@ def from_dict(data: dict, cls=RunConfig):
     known = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in known:
-            hint = difflib.get_close_matches(str(key), known, n=1)
-            raise ConfigError(f"unknown config key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            hint = difflib.get_close_matches(str(key)[:100], known, n=1)
+            raise ConfigError(f"unknown config key {brief(key)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                               + f"; known keys: {', '.join(known)}")
     return cls(**data)
 
@@ -247,15 +272,17 @@ def parse_overrides(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        out[key.strip()] = yaml_loads(value, f"--set {item}")
+            raise ConfigError(f"override {brief(item)} is not of the form key=value")
+        if key.strip() in out:
+            raise ConfigError(f"--set: key {brief(key.strip())} is given twice")
+        out[key.strip()] = yaml_loads(value, f"--set {item if item.isprintable() and len(item) <= 100 else brief(item)}")
     return out
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        hint = difflib.get_close_matches(value, choices, n=1)
-        raise ConfigError(f"{key}: unknown name {value!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        hint = difflib.get_close_matches(value[:100], choices, n=1)
+        raise ConfigError(f"{key}: unknown name {brief(value)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                           + f"; choose from {', '.join(choices)}")
 
 
@@ -264,7 +291,7 @@ def _check_types(obj) -> None:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if not _is_instance(value, hints[f.name]):
-            raise ConfigError(f"{f.name}: expected {_type_name(hints[f.name])}, got {value!r} ({type(value).__name__})")
+            raise ConfigError(f"{f.name}: expected {_type_name(hints[f.name])}, got {brief(value)} ({type(value).__name__})")
 
 
 def _canonicalize_floats(obj) -> None:

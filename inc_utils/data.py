@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import pickle
+import zlib
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,12 +48,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, brief, one_line
 
 DATASETS = ("mnist", "fashion_mnist", "svhn", "cifar10", "digits", "synthetic")
 SPLITS = ("train", "test")
 SYSTEM_DATA_DIRS = (Path("/usr/share/datasets"),)
 NUM_CLASSES = 10  # of every dataset on disk
+#: IDX files this package reads: images (N, H, W) or (N, H, W, C), labels (N,); under 2 GiB.
+MAX_IDX_DIMS, MAX_IDX_BYTES = 4, 2**31
 
 # Mean/std of the digits train split (1,437 images, values / 16), over all pixels.
 DIGITS_MEAN, DIGITS_STD = (0.3054,), (0.3761,)
@@ -199,24 +203,36 @@ def balanced_indices(
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (optionally gzipped) as a native-endian array of the shape in its header."""
+    """An IDX file (optionally gzipped) as a native-endian array of the shape in its header.
+
+    The header is checked before the body is read (at most ``MAX_IDX_DIMS`` dimensions, the
+    size it promises no larger than ``MAX_IDX_BYTES``), so a small crafted file cannot make
+    this read gigabytes."""
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            buf = f.read()
-    except (OSError, EOFError) as err:  # truncated or not gzip at all
-        raise DataFileError(f"{path}: cannot read ({err})") from None
-    if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in dtypes:
-        raise DataFileError(f"{path} is not an IDX file (bad magic {buf[:4]!r})")
-    dtype, ndim = np.dtype(dtypes[buf[2]]), buf[3]
-    body = 4 + 4 * ndim
-    if len(buf) < body:
-        raise DataFileError(f"{path}: truncated IDX header ({len(buf)} bytes)")
-    shape = tuple(int(d) for d in np.frombuffer(buf, ">u4", ndim, offset=4))
-    if len(buf) != body + dtype.itemsize * int(np.prod(shape)):
-        raise DataFileError(f"{path}: header says shape {shape} but the file has {len(buf)} bytes")
-    return np.frombuffer(buf, dtype, offset=body).reshape(shape).astype(dtype.newbyteorder("="))
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in dtypes:
+                raise DataFileError(f"{path} is not an IDX file (bad magic {head[:4]!r})")
+            dtype, ndim = np.dtype(dtypes[head[2]]), head[3]
+            if not 1 <= ndim <= MAX_IDX_DIMS:
+                raise DataFileError(f"{path}: IDX header has {ndim} dimensions (1 to {MAX_IDX_DIMS} expected)")
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DataFileError(f"{path}: truncated IDX header ({4 + len(dims)} bytes)")
+            shape = tuple(int(d) for d in np.frombuffer(dims, ">u4", ndim))
+            size = dtype.itemsize * math.prod(shape)  # Python ints: no overflow
+            if size > MAX_IDX_BYTES:
+                raise DataFileError(f"{path}: header says shape {shape}, {size:,} bytes; more than "
+                                    f"{MAX_IDX_BYTES:,} is not a dataset this package reads")
+            body = f.read(size + 1)
+    except (OSError, EOFError, zlib.error) as err:  # truncated, damaged, or not gzip at all
+        raise DataFileError(f"{path}: cannot read ({one_line(err)})") from None
+    if len(body) != size:
+        raise DataFileError(f"{path}: header says shape {shape} but the file has "
+                            f"{4 + 4 * ndim + len(body)}{'+' if len(body) > size else ''} bytes")
+    return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _locate_idx(directory: Path, split: str) -> list[Path] | None:
@@ -284,6 +300,9 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             and all(type(label) is int for label in labels)):
         raise DataFileError(f"{path}: not a CIFAR-10 batch (expected a dict with uint8 'data' "
                             "(N, 3072) and N integer 'labels')")
+    if labels and not 0 <= min(labels) <= max(labels) < NUM_CLASSES:  # before int64: 2**70 would overflow
+        raise DataFileError(f"{path}: labels must lie in [0, {NUM_CLASSES}), found {brief(min(labels))}.."
+                            f"{brief(max(labels))}")
     return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
@@ -393,9 +412,9 @@ def _download(name: str, split: str, dest: Path) -> None:
 
 
 def _not_found(name: str, split: str, root: str | os.PathLike | None) -> DatasetNotFoundError:
-    looked_in = "\n".join(f"  {p}" for p in _candidate_folders(name, root))
+    looked_in = ", ".join(str(p) for p in _candidate_folders(name, root))
     return DatasetNotFoundError(
-        f"dataset {name!r} ({split} split) not found; looked in:\n{looked_in}\n"
+        f"dataset {name!r} ({split} split) not found; looked in: {looked_in}. "
         f"To provide it: pass download=True, or --download on the command line (needs internet; "
         f"saves to {root or cache_dir()}); "
         f"{_FILE_SOURCES[name].how_to_get}"
@@ -464,6 +483,9 @@ def make_synthetic(
 
 
 def _load_files(name: str, split: str, root: str | os.PathLike | None, download: bool) -> Dataset:
+    if root is not None and not download and not Path(root).expanduser().is_dir():
+        raise DatasetNotFoundError(f"dataset {name!r}: data directory {root} does not exist (a typo?); nothing else "
+                                   "was searched")
     paths = _find_files(name, split, root)
     if paths is None and download:
         _download(name, split, Path(root).expanduser() if root is not None else cache_dir())
@@ -472,7 +494,9 @@ def _load_files(name: str, split: str, root: str | os.PathLike | None, download:
         raise _not_found(name, split, root)
     source = _FILE_SOURCES[name]
     images, labels = source.read(paths)
-    if len(labels) and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
+    if not len(labels):
+        raise DataFileError(f"{paths[-1]}: holds no {split} examples")
+    if not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
         raise DataFileError(f"{paths[-1]}: labels must lie in [0, {NUM_CLASSES}), "
                             f"found {labels.min()}..{labels.max()}")
     return Dataset(
@@ -530,4 +554,7 @@ def load_splits(config: RunConfig, device: str, data_root: str | os.PathLike | N
     train = load_dataset(config.dataset, "train", root=data_root, download=download,
                          n_per_class=config.n_per_class, seed=config.seed)
     test = load_dataset(config.dataset, "test", root=data_root, download=download)
+    if train.in_shape != test.in_shape:
+        raise DataFileError(f"{config.dataset}: test images are {test.in_shape}, training images "
+                            f"{train.in_shape}; the two splits come from different datasets")
     return train.to(device), test.to(device)

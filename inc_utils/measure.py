@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
+from .config import brief, one_line
 from .data import Dataset, load_dataset, load_splits
 from .metrics import COLLAPSE_MEASURE, COLLAPSE_THRESHOLD, NET_ACC, measure_model, weight_shapes, weight_spectra
 from .models import build_for, probe_points
@@ -28,6 +29,7 @@ from .settings import IncWarning, progress_enabled, resolve_device
 
 MEASURE_VERSION = 3
 METRICS_FILE, SPECTRA_FILE, VERSION_FILE = "metrics.csv", "weight_spectra.csv", "metrics.json"
+METRICS_COLUMNS = ("run", "epoch", "split", "layer", "name", "measure", "value")
 
 
 def load_model(run: Run, epoch: int, device: str = "cpu", data: Dataset | None = None) -> nn.Module:
@@ -37,28 +39,45 @@ def load_model(run: Run, epoch: int, device: str = "cpu", data: Dataset | None =
     the test split is loaded for that."""
     data = data if data is not None else load_dataset(run.config.dataset, "test")
     model = build_for(run.config, data)
-    model.load_state_dict(run.load_checkpoint(epoch, map_location=device)["model"])
+    model.load_state_dict(run.load_checkpoint(epoch, map_location=device, like=model)["model"])
     return model.to(device).eval()
+
+
+def newest_model(run: Run, device: str, data: Dataset) -> tuple[int, nn.Module]:
+    """(epoch, model) of the run's newest checkpoint that loads (``load_model``); damaged ones are
+    skipped with a warning; ``CorruptCheckpointError`` if none loads."""
+    for epoch in reversed(run.checkpoint_epochs(warn=True)):
+        try:
+            return epoch, load_model(run, epoch, device, data)
+        except CorruptCheckpointError as err:
+            warnings.warn(f"skipping {err}", IncWarning, stacklevel=2)
+    raise CorruptCheckpointError(f"{run.path}: no checkpoint loads; train the run again (`inc train`)")
 
 
 def shapes_and_sizes(run: Run, data_root: str | Path | None = None) -> tuple[dict[int, tuple[int, int]], int, int]:
     """(layer -> weight-matrix shape, train-set size, test-set size) of ``run``: what chapter 1's
     claims need besides the measures (random baselines of the weights, binomial errors)."""
     train_set, test_set = load_splits(run.config, "cpu", data_root)
-    model = load_model(run, run.checkpoint_epochs()[-1], "cpu", train_set)
+    _, model = newest_model(run, "cpu", train_set)
     return weight_shapes(probe_points(model)), len(train_set), len(test_set)
 
 
 def _read_cache(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     version = run.path / VERSION_FILE
     metrics, spectra = run.path / METRICS_FILE, run.path / SPECTRA_FILE
-    fresh = version.exists() and json.loads(version.read_text()).get("version") == MEASURE_VERSION
-    if not (fresh and metrics.exists() and spectra.exists()):
-        return pd.DataFrame(), pd.DataFrame()
     try:
-        return pd.read_csv(metrics), pd.read_csv(spectra)
+        recorded = json.loads(version.read_text()) if version.exists() else {}
+        fresh = isinstance(recorded, dict) and recorded.get("version") == MEASURE_VERSION
+        if not (fresh and metrics.exists() and spectra.exists()):
+            return pd.DataFrame(), pd.DataFrame()
+        tables = pd.read_csv(metrics), pd.read_csv(spectra)
+        for table, columns in zip(tables, (METRICS_COLUMNS, ("run", "epoch"))):
+            if not set(columns) <= set(table.columns) or not pd.api.types.is_integer_dtype(table["epoch"]):
+                raise ValueError(f"not the columns measuring writes: {brief(list(table.columns))}")
+        return tables
     except (OSError, UnicodeDecodeError, ValueError) as err:  # a damaged cache is measured again
-        warnings.warn(f"{run.path}: measuring again, the cached tables are damaged ({err})", IncWarning, stacklevel=3)
+        warnings.warn(f"{run.path}: measuring again, the cached tables are damaged ({one_line(err)})", IncWarning,
+                      stacklevel=3)
         return pd.DataFrame(), pd.DataFrame()
 
 
@@ -119,8 +138,7 @@ def _measure_epochs(run: Run, epochs: list[int], metrics: pd.DataFrame, spectra:
 
 
 def _tidy(table: pd.DataFrame) -> pd.DataFrame:
-    columns = ["run", "epoch", "split", "layer", "name", "measure", "value"]
-    return table[columns].sort_values(["epoch", "split", "layer"], kind="stable").reset_index(drop=True)
+    return table[list(METRICS_COLUMNS)].sort_values(["epoch", "split", "layer"], kind="stable").reset_index(drop=True)
 
 
 def collapse_summary(configs: list, *, runs_dir: str | Path | None = None, measure: str = COLLAPSE_MEASURE,

@@ -31,6 +31,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,7 +41,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .config import ConfigError, RunConfig, from_dict, one_line
+from .config import ConfigError, RunConfig, brief, from_dict, one_line
 from . import settings
 from .settings import IncWarning, project_root
 
@@ -80,8 +81,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a full disk: say which file
+            raise OSError(err.errno, err.strerror, str(path)) from None
         raise
 
 
@@ -93,20 +96,39 @@ def atomic_write_text(path: Path, text: str) -> None:
 _HELD: dict[Path, list] = {}
 
 
+#: How long a writer retries a taken lock: ``Run.is_locked`` (``inc runs``) tests a lock by taking
+#: it for microseconds, which must never make a writer starting in that instant give up.
+LOCK_PATIENCE = 0.5
+
+
+def _flock_patiently(handle) -> None:
+    """``flock`` exclusively, retrying for ``LOCK_PATIENCE`` seconds; ``BlockingIOError`` if still held."""
+    deadline = time.monotonic() + LOCK_PATIENCE
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 @contextlib.contextmanager
 def hold_lock(path: Path, what: str):
     """Hold an exclusive OS lock (``flock``) on the file ``path`` for this process; nests.
 
     The kernel drops it when the process exits, however it dies, so a killed holder never
     blocks the next. Raises ``RunLockedError`` naming the holder (pid and command) if another
-    process has it. Yields True when this call took the lock (not nested in another)."""
+    process has it (after ``LOCK_PATIENCE`` seconds of retries). Yields True when this call took
+    the lock (not nested in another)."""
     path = path.resolve()
     first = path not in _HELD
     if first:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_patiently(handle)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
@@ -261,9 +283,12 @@ class Run:
                 epochs.append(int(path.stem.split("_")[1]))
         return sorted(epochs)
 
-    def load_checkpoint(self, epoch: int, map_location="cpu") -> dict:
+    def load_checkpoint(self, epoch: int, map_location="cpu", like: torch.nn.Module | None = None,
+                        resume: bool = False) -> dict:
         """Load and verify one checkpoint; ``CorruptCheckpointError`` if it is missing, does not
-        match its checksum, or does not load as weights (``torch.load(weights_only=True)``)."""
+        match its checksum, does not load as weights (``torch.load(weights_only=True)``), or
+        does not fit: weights of other names or shapes than ``like`` (the model the run's config
+        builds) has, or, with ``resume``, training state missing or of the wrong kind."""
         path = self.checkpoint_path(epoch)
         try:
             data, expected = path.read_bytes(), _sidecar(path).read_text().strip()
@@ -275,18 +300,57 @@ class Run:
             state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
         except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
             raise CorruptCheckpointError(f"{path}: cannot be loaded ({one_line(err)})") from None
-        if not isinstance(state, dict) or "model" not in state:
-            raise CorruptCheckpointError(f"{path}: not a checkpoint of this package")
+        problem = checkpoint_problem(state, like, resume)
+        if problem:
+            raise CorruptCheckpointError(f"{path}: {problem}")
         return state
 
-    def latest_valid_checkpoint(self, map_location="cpu") -> dict | None:
-        """The newest checkpoint that verifies and loads; broken ones are reported and skipped."""
+    def latest_valid_checkpoint(self, map_location="cpu", like: torch.nn.Module | None = None,
+                                resume: bool = False) -> dict | None:
+        """The newest checkpoint that verifies, loads and fits (``load_checkpoint``); the others
+        are reported and skipped."""
         for epoch in reversed(self.checkpoint_epochs(warn=True)):
             try:
-                return self.load_checkpoint(epoch, map_location)
+                return self.load_checkpoint(epoch, map_location, like, resume)
             except CorruptCheckpointError as err:
                 warnings.warn(f"skipping {err}", IncWarning, stacklevel=2)
         return None
+
+
+#: What resuming reads from a checkpoint besides the weights, and of which kind (``train.checkpoint_state``).
+RESUME_FIELDS = {"epoch": int, "optimizer": (dict, type(None)), "order_rng": torch.Tensor,
+                 "torch_rng": torch.Tensor, "log": list, "lr": float}
+
+
+def checkpoint_problem(state: object, like: torch.nn.Module | None = None, resume: bool = False) -> str | None:
+    """What makes ``state`` unusable as a checkpoint of the model ``like`` (None: usable)."""
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        return "not a checkpoint of this package (no 'model' weights)"
+    weights = state["model"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        return "not a checkpoint of this package ('model' holds more than named tensors)"
+    if like is not None:
+        expected = like.state_dict()
+        if weights.keys() != expected.keys():
+            extra, missing = sorted(weights.keys() - expected.keys()), sorted(expected.keys() - weights.keys())
+            return (f"its weights do not fit the run's model (unexpected: {brief(extra)}, "
+                    f"missing: {brief(missing)})")
+        for key, tensor in expected.items():
+            if weights[key].shape != tensor.shape or weights[key].dtype != tensor.dtype:
+                return (f"weight {brief(key)} is {weights[key].dtype} {tuple(weights[key].shape)}, the run's "
+                        f"model has {tensor.dtype} {tuple(tensor.shape)}")
+    if resume:
+        for key, kind in RESUME_FIELDS.items():
+            if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+                return f"its {key!r} is missing or not of the kind training writes"
+        if not all(isinstance(state[k], torch.Tensor) and state[k].dtype == torch.uint8 and state[k].dim() == 1
+                   for k in ("order_rng", "torch_rng")):
+            return "its random number generator states are not byte tensors"
+        stack = state.get("stack", {"size": 1, "row": 0})
+        if not (isinstance(stack, dict) and stack.keys() == {"size", "row"}
+                and all(type(v) is int for v in stack.values()) and 0 <= stack["row"] < stack["size"] <= 10**4):
+            return f"its batched-group record is not of the kind training writes: {brief(stack)}"
+    return None
 
 
 def save_checkpoint_bytes(path: Path, data: bytes) -> None:

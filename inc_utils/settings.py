@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .config import ConfigError
+from .config import ConfigError, brief
 
 RUNS_ENV, BUILD_ENV, THREADS_ENV, PROGRESS_ENV = "INC_RUNS_DIR", "INC_BUILD_DIR", "INC_THREADS", "INC_PROGRESS"
 DEFAULT_THREADS = 1
@@ -85,8 +85,17 @@ def project_root(start: Path | None = None) -> Path | None:
 def _threads(text: str) -> int:
     text = text.strip()
     if not (text.isdigit() and int(text) >= 1):
-        raise ConfigError(f"{THREADS_ENV}={text!r}: expected a positive integer")
+        raise ConfigError(f"{THREADS_ENV}={brief(text)}: expected a positive integer")
     return int(text)
+
+
+def _capped(threads: int) -> int:
+    """``threads`` if at most 4 per core (more only slows torch down, or exhausts the machine)."""
+    most = 4 * (os.cpu_count() or 1)
+    if threads > most:
+        raise ConfigError(f"{threads} threads: at most {most} (4 per core) are allowed; one per process is "
+                          f"often fastest")
+    return threads
 
 
 def resolve(*, runs: str | Path | None = None, build: str | Path | None = None, threads: int | None = None,
@@ -97,13 +106,13 @@ def resolve(*, runs: str | Path | None = None, build: str | Path | None = None, 
     project = project_root()
     base = project or Path.cwd()
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+        raise ConfigError(f"threads must be a positive integer, got {brief(threads)}")
     return Settings(
         project=project,
         runs=Path(runs or env.get(RUNS_ENV) or base / "runs"),
         build=Path(build or env.get(BUILD_ENV) or base / "build" / "lab"),
-        threads=threads if threads is not None else _threads(env[THREADS_ENV]) if env.get(THREADS_ENV, "").strip()
-        else DEFAULT_THREADS,
+        threads=_capped(threads if threads is not None else _threads(env[THREADS_ENV])
+                        if env.get(THREADS_ENV, "").strip() else DEFAULT_THREADS),
         progress=progress if progress is not None else env.get(PROGRESS_ENV, "1") != "0")
 
 
@@ -156,8 +165,10 @@ def resolve_device(device: str | None = None) -> str:
         kind = torch.device(device).type
     except RuntimeError as err:
         raise ConfigError(f"device {device!r}: {err}; use 'auto', 'cpu' or 'cuda'") from None
-    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(kind, lambda: True)
-    if not available():
+    available = {"cpu": lambda: True, "cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if kind not in available:
+        raise ConfigError(f"device {device!r}: this package trains on 'cpu', 'cuda' or 'mps' only")
+    if not available[kind]():
         raise ConfigError(f"device {device!r}: PyTorch sees no {kind} device here; use 'auto' or 'cpu'")
     return device
 

@@ -125,30 +125,32 @@ class TrainTask:
         self.settings, self.maker = settings.current(), os.getpid()
 
     def __call__(self, configs: list[dict]) -> list[str]:
+        """Train the group; returns one line for each run another process was writing (not trained)."""
         from .train import train
         if os.getpid() != self.maker:
             settings.use(self.settings)
         cfgs = [from_dict(c) for c in configs]
+        skipped = []
         if self.batched and len(cfgs) > 1:
             from .batched import train_batched
             try:
                 train_batched(cfgs, runs_dir=self.runs_dir, device=self.device, data_root=self.data_root,
                               progress=False)
             except RunLockedError as err:  # another process trains them: its status stands
-                print(f"skipped: {err}", flush=True)
+                skipped.append(str(err))
             except Exception as err:  # noqa: BLE001 - a failed group must not stop the sweep
                 hint = " (fewer models per group: --group-size)" if "out of memory" in str(err) else ""
                 for cfg in cfgs:
                     self._record_failure(cfg, f"{type(err).__name__}: {err}{hint}")
-            return [Run.for_config(c, self.runs_dir).status()["status"] for c in cfgs]
+            return skipped
         for cfg in cfgs:
             try:
                 train(cfg, runs_dir=self.runs_dir, device=self.device, data_root=self.data_root, progress=False)
             except RunLockedError as err:
-                print(f"skipped: {err}", flush=True)
+                skipped.append(str(err))
             except Exception as err:  # noqa: BLE001 - a failed run must not stop the sweep
                 self._record_failure(cfg, f"{type(err).__name__}: {err}")
-        return [Run.for_config(c, self.runs_dir).status()["status"] for c in cfgs]
+        return skipped
 
     def _record_failure(self, config: RunConfig, error: str) -> None:
         """Mark an unfinished run failed, with its config, so the sweep table can show why."""
@@ -169,14 +171,18 @@ class TrainTask:
 def tasks_for(configs: list[RunConfig], runs_dir: str | Path, batched: bool,
               group_size: int | None = None) -> list[list[RunConfig]]:
     """Split the unfinished configs into tasks: batched MLP groups of at most ``group_size``
-    (default ``MAX_GROUP``), then single runs."""
-    todo = [c for c in configs if not Run.for_config(c, runs_dir).finished]
+    (default ``MAX_GROUP``), then single runs.
+
+    Groups are cut from all ``configs``, finished ones included, so a restarted sweep rebuilds
+    the groups it started with (``train_batched`` keeps finished members as frozen rows)."""
+    unfinished = {c.name for c in configs if not Run.for_config(c, runs_dir).finished}
     if not batched:
-        return [[c] for c in todo]
+        return [[c] for c in configs if c.name in unfinished]
     from .batched import batch_groups
-    groups = [g for g in batch_groups(todo, MAX_GROUP if group_size is None else group_size) if len(g) > 1]
+    groups = [g for g in batch_groups(configs, MAX_GROUP if group_size is None else group_size) if len(g) > 1]
     grouped = {c.name for g in groups for c in g}
-    return groups + [[c] for c in todo if c.name not in grouped]
+    return ([g for g in groups if any(c.name in unfinished for c in g)]
+            + [[c] for c in configs if c.name in unfinished and c.name not in grouped])
 
 
 def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, executor: str = "local",
@@ -185,21 +191,21 @@ def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, e
     """Train every unfinished config with ``executor``; return the sweep's run table.
 
     ``batched``: train compatible MLPs together, at most ``group_size`` (default
-    ``MAX_GROUP``) per group; a failed group marks its unfinished runs failed."""
+    ``MAX_GROUP``) per group; a failed group marks its unfinished runs failed.
+    ``table.attrs["skipped"]``: one line per run not trained because another process writes it."""
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     runs_dir = str(settings.runs_dir(runs_dir))
     task = TrainTask(runs_dir, device, data_root, batched)
     work = [[c.to_dict() for c in group] for group in tasks_for(configs, runs_dir, batched, group_size)]
     if not work:
-        return sweep_table(configs, runs_dir)
+        table = sweep_table(configs, runs_dir)
+        table.attrs["skipped"] = []
+        return table
     if executor == "local":
-        for item in work:
-            task(item)
+        skipped = [line for item in work for line in task(item)]
     elif executor == "processes":
-        # spawn, not fork: a forked child of a process that ran multi-threaded OpenMP hangs (libgomp)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(task, work))
+        skipped = run_in_processes(task, work, jobs)
     else:
         import submitit
         folder = Path(runs_dir) / "_submitit"
@@ -208,7 +214,91 @@ def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, e
         ex.update_parameters(timeout_min=(slurm or {}).get("timeout_min", 60 * 24),
                              **{k: v for k, v in (slurm or {}).items() if k != "timeout_min"})
         job_list = ex.map_array(task, work)
-        for job in job_list:
-            job.result()
-    return sweep_table(configs, runs_dir)
+        skipped = [line for job in job_list for line in job.result()]
+    table = sweep_table(configs, runs_dir)
+    table.attrs["skipped"] = skipped
+    return table
 
+
+class SweepWorkerDied(RuntimeError):
+    """A worker process of ``--executor processes`` ended without finishing its task (killed)."""
+
+
+def run_in_processes(task: TrainTask, work: list[list[dict]], jobs: int) -> list[str]:
+    """Run ``task`` over ``work`` in ``jobs`` spawned worker processes; returns the skipped lines.
+
+    Workers die with this process (``stopping.worker_init``). On Ctrl-C, SIGTERM or a worker
+    that died, the queued tasks are dropped, the running ones stopped (SIGTERM: they mark their
+    runs ``stopped``), runs still marked ``running`` without a live writer are marked
+    ``stopped``, and the error is raised (a dead worker as ``SweepWorkerDied``)."""
+    import gc
+    from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .stopping import run_in_worker, worker_init
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    # spawn, not fork: a forked child of a process that ran multi-threaded OpenMP hangs (libgomp)
+    quiet_resource_tracker()
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=worker_init, initargs=(os.getpid(),))
+    try:
+        futures = [pool.submit(run_in_worker, task, item) for item in work]
+        return [line for future in as_completed(futures) for line in future.result()]
+    except BaseException as err:
+        stop_workers(pool)
+        pool.shutdown(wait=True, cancel_futures=True)
+        del pool, futures  # the queues' semaphores go now, not at exit (where the resource tracker warns)
+        gc.collect()
+        mark_stopped([from_dict(c) for item in work for c in item], task.runs_dir)
+        if isinstance(err, BrokenProcessPool):
+            raise SweepWorkerDied("a sweep worker process died before finishing its runs (killed, or out of "
+                                  "memory); the others were stopped and their runs keep their checkpoints; "
+                                  "the same command again resumes them") from None
+        raise
+    finally:
+        if "pool" in locals():
+            pool.shutdown(wait=True)
+
+
+def quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with its stderr on /dev/null: after workers were
+    stopped it warns of the pool's semaphores, which it then removes itself, and those lines
+    would break the one line a stopped sweep prints."""
+    from multiprocessing import resource_tracker
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def stop_workers(pool: ProcessPoolExecutor, grace: float = 60.0) -> None:
+    """SIGTERM every live worker of ``pool`` and wait ``grace`` seconds for it; then SIGKILL."""
+    import time
+    processes = list((pool._processes or {}).values())  # noqa: SLF001 - the pool has no public handle
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def mark_stopped(configs: list[RunConfig], runs_dir: str | Path) -> None:
+    """Mark ``stopped`` each run still marked ``running`` that no process is writing (its writer died)."""
+    for cfg in configs:
+        run = Run.for_config(cfg, runs_dir)
+        if run.status()["status"] == "running":
+            try:
+                with run.lock():
+                    if run.status()["status"] == "running":
+                        run.set_status("stopped", error="its sweep worker died; training it again resumes it")
+            except RunLockedError:
+                pass  # a live writer: its status stands

@@ -2,7 +2,8 @@
 
 ``train(config)`` is idempotent: a finished run is a cache hit, an interrupted one resumes
 from its newest valid checkpoint and, on CPU, ends bitwise equal to an uninterrupted run
-(model, optimizer, data-order generator and RNG states are all checkpointed).
+(model, optimizer, data-order generator and RNG states are all checkpointed). A checkpoint
+written by a batched group resumes in a stack of that group's shape (``batched.resume_in_stack``).
 A non-finite loss stops the run and marks it ``diverged`` instead of raising, so a sweep
 goes on. One process at a time trains a run (``Run.lock``); a run folder is created only
 once its data loaded and its model fits in memory, so a failed start leaves nothing behind.
@@ -26,12 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import ConfigError, RunConfig, one_line
+from .config import ConfigError, RunConfig, brief, one_line
 from .data import Dataset, load_splits
 from .masks import apply_masks, effective_state_dict
 from .models import accuracy, build_for
 from .runs import Run
 from .settings import progress_enabled, resolve_device
+
 
 def lr_at(epoch: int, config: RunConfig) -> float:
     """Learning rate used during ``epoch`` (1-based): linear warm-up, then x lr_factor per passed milestone."""
@@ -57,8 +59,8 @@ def check_fits(config: RunConfig, data: Dataset, device: str, models: int = 1) -
     try:
         with torch.device("meta"):
             size = sum(p.numel() for p in build_for(config, data).parameters())
-    except (RuntimeError, ValueError, RecursionError) as err:
-        raise ConfigError(f"cannot build {config.arch}{config.depth} (width {config.width}): "
+    except (RuntimeError, ValueError, TypeError, RecursionError, OverflowError, MemoryError) as err:
+        raise ConfigError(f"cannot build {config.arch}{config.depth} (width {brief(config.width)}): "
                           f"{one_line(err)}") from None
     need = 3 * 4 * size * models
     if device.startswith("cuda"):
@@ -71,11 +73,12 @@ def check_fits(config: RunConfig, data: Dataset, device: str, models: int = 1) -
 
 
 def checkpoint_state(epoch: int, model: dict, optimizer: dict, order_rng: torch.Tensor, torch_rng: torch.Tensor,
-                     log: list[dict], lr: float) -> dict:
+                     log: list[dict], lr: float, stack: dict | None = None) -> dict:
     """The one checkpoint format (also written by batched.py): state_dicts of the model and of
-    torch.optim.SGD, the data-order generator and global RNG states, the log so far, and the lr."""
+    torch.optim.SGD, the data-order generator and global RNG states, the log so far, and the lr;
+    a member of a batched group also records its ``stack`` (``{"size": K, "row": k}``)."""
     return {"epoch": epoch, "model": model, "optimizer": optimizer, "order_rng": order_rng,
-            "torch_rng": torch_rng, "log": log, "lr": lr}
+            "torch_rng": torch_rng, "log": log, "lr": lr, **({"stack": stack} if stack else {})}
 
 
 def train(config: RunConfig, *, runs_dir: str | Path | None = None, device: str | None = None,
@@ -116,7 +119,12 @@ def _fit(run: Run, config: RunConfig, train_set: Dataset, test_set: Dataset, dev
     order = torch.Generator(device=device).manual_seed(config.seed)
     log: list[dict] = []
     start = 0
-    state = run.latest_valid_checkpoint(map_location=device)
+    state = run.latest_valid_checkpoint(map_location=device, like=model, resume=True)
+    if state is not None and "stack" in state:  # written by a batched group: resume in its shape
+        from .batched import resume_in_stack
+        resume_in_stack(config, run, train_set, test_set, device, state["stack"]["size"], state["stack"]["row"],
+                        progress)
+        return
     if state is not None:
         model.load_state_dict(state["model"])
     if masks is not None:

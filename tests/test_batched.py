@@ -113,7 +113,9 @@ def test_checkpoint_is_an_ordinary_model_and_train_resumes_it(together, solo, tm
     run.save_checkpoint(8, state)
     run.write_log(state["log"])
     run.set_status("running")
-    assert_same_run(train(cfg, runs_dir=tmp_path, progress=False), solo[1])   # ... finished by train.train
+    resumed = train(cfg, runs_dir=tmp_path, progress=False)     # ... finished by train.train,
+    assert_same_run(resumed, solo[1])
+    assert_same_run(resumed, together[1], exact=True)          # as row 1 of 3: bitwise its group's run
 
 
 def test_diverging_member_is_marked_and_the_others_finish(solo, tmp_path):
@@ -140,14 +142,51 @@ def test_resume_after_simulated_kill_equals_uninterrupted(together, tmp_path, mo
         run.set_status("running")
     seen, original = [], batched_module._train_group
     monkeypatch.setattr(batched_module, "_train_group",
-                        lambda configs, *a: (seen.append(configs), original(configs, *a)))
+                        lambda slots, *a: (seen.append(slots), original(slots, *a)))
     resumed = train_batched(CONFIGS, runs_dir=tmp_path, progress=False)
-    assert [c.name for c in seen[0]] == [c.name for c in CONFIGS[:2]]   # member 2 was a cache hit
+    assert [c and c.name for c in seen[0]] == [c.name for c in CONFIGS[:2]] + [None]  # member 2: a frozen row
     for run, ref in zip(resumed, together):
         assert_same_run(run, ref, exact=True)                             # CPU: bitwise equal
 
     monkeypatch.setattr(batched_module, "train_epoch", lambda *a: pytest.fail("a finished group was retrained"))
     assert train_batched(CONFIGS, runs_dir=tmp_path, progress=False) == resumed
+
+
+def test_a_group_with_a_diverged_member_resumes_bitwise_together_or_alone(tmp_path):
+    """The reproducer's case: a member diverged before the kill; the survivors resume in a stack of
+    the group's shape (the diverged member a frozen row), or one of them alone by train.train."""
+    group = [CONFIGS[0], BASE.replace(lr=8.0, seed=1), CONFIGS[2]]
+    reference = train_batched(group, runs_dir=tmp_path / "reference", progress=False)
+    assert reference[1].status()["status"] == "diverged" and reference[1].status()["epoch"] < 4
+    killed = train_batched(group, runs_dir=tmp_path / "killed", progress=False)
+    for run in (killed[0], killed[2]):                          # killed after epoch 4's checkpoints
+        for epoch in (8, 10):
+            run.checkpoint_path(epoch).unlink()
+        run.set_status("running")
+    assert train_batched(group, runs_dir=tmp_path / "killed", progress=False) == killed
+    for run, ref in zip((killed[0], killed[2]), (reference[0], reference[2])):
+        assert_same_run(run, ref, exact=True)
+        assert run.load_checkpoint(10)["stack"] == {"size": 3, "row": group.index(run.config)}
+
+    alone = Run.for_config(group[2], tmp_path / "killed")
+    for epoch in (8, 10):
+        alone.checkpoint_path(epoch).unlink()
+    alone.set_status("running")
+    assert_same_run(train(group[2], runs_dir=tmp_path / "killed", progress=False), reference[2], exact=True)
+
+
+def test_a_restarted_sweep_rebuilds_the_groups_it_started_with(tmp_path):
+    from inc_utils.sweep import tasks_for
+    configs = [BASE.replace(lr=lr, seed=seed) for lr in (0.02, 0.05, 8.0) for seed in (0, 1)]
+    first = tasks_for(configs, tmp_path, batched=True, group_size=3)
+    assert [[c.name for c in g] for g in first] == [[c.name for c in configs[:3]], [c.name for c in configs[3:]]]
+    for cfg in configs[4:]:                                      # the lr 8.0 members diverged
+        Run.for_config(cfg, tmp_path).create(cfg, "cpu")
+        Run.for_config(cfg, tmp_path).set_status("diverged")
+    assert tasks_for(configs, tmp_path, batched=True, group_size=3) == first   # not regrouped 2 + 2
+    for cfg in configs[:3]:
+        Run.for_config(cfg, tmp_path).set_status("done")
+    assert tasks_for(configs, tmp_path, batched=True, group_size=3) == first[1:]
 
 
 SCRIPT = """

@@ -85,6 +85,8 @@ def test_threads_option_and_environment(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("INC_THREADS", "two")
     assert main(["train", _config(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "INC_THREADS='two': expected a positive integer" in _one_error_line(capsys)
+    assert not (tmp_path / "runs").exists()                         # refused before anything was written
+    (tmp_path / "runs").mkdir()
     monkeypatch.setenv("INC_THREADS", "1")
     assert main(["--threads", "2", "runs", "--runs-dir", str(tmp_path / "runs")]) == 0
     assert torch.get_num_threads() == 2 == settings.current().threads

@@ -146,3 +146,28 @@ def test_a_checkpoint_without_its_checksum_is_not_used_silently(tmp_path):
     (run.checkpoint_dir / "epoch_0002.pt.sha256").unlink()
     with pytest.warns(UserWarning, match="not using .*epoch_0002.pt: it has no checksum file"):
         assert run.latest_valid_checkpoint()["epoch"] == 1
+
+
+def test_listing_runs_never_makes_a_writer_fail(tmp_path):
+    """``inc runs`` tests each lock by taking it for an instant; a writer starting then retries."""
+    import subprocess
+    import sys
+    import time
+
+    from inc_utils.runs import hold_lock
+    run = Run(tmp_path / "run")
+    run.path.mkdir()
+    (run.path / ".lock").touch()
+    lister = subprocess.Popen([sys.executable, "-c", "import sys\nfrom inc_utils.runs import Run\n"
+                               "run = Run(sys.argv[1])\nprint('ready', flush=True)\n"
+                               "while True: run.is_locked()", str(run.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert lister.stdout.readline() == "ready\n"
+        deadline, taken = time.time() + 5, 0
+        while time.time() < deadline:
+            with hold_lock(run.path / ".lock", "run"):                # RunLockedError here fails the test
+                taken += 1
+        assert lister.poll() is None and taken > 100
+    finally:
+        lister.kill()
+        lister.wait()

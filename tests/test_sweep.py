@@ -62,7 +62,7 @@ def test_cli_dry_run(tmp_path, capsys):
     assert "expected a sweep ('base' and 'grid') or a chapter's parameters" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:
         main(["sweep", str(path), "--group-size", "0"])
-    assert exited.value.code == 2 and "expected a positive integer, got '0'" in capsys.readouterr().err
+    assert exited.value.code == 2 and "expected a positive integer below 10**9, got '0'" in capsys.readouterr().err
 
 
 def test_batched_sweep_through_submitit_groups_mlps_and_runs_the_rest_alone(tmp_path):

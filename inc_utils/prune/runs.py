@@ -19,28 +19,27 @@ from .cut import (HEADS, MAX_RIDGE_FEATURES, CutError, _chain, check_layer, cost
 def prune_run(run, layer: int | str = "auto", head: str = "ridge", output: str | Path | None = None, *,
               device: str | None = None, data_root: str | Path | None = None,
               repeats: int = 50) -> tuple[pd.DataFrame, int]:
-    """Cut ``run`` (a ``Run``) at its last checkpoint: ``layer`` a number or ``"auto"`` (the layer
+    """Cut ``run`` (a ``Run``) at its newest checkpoint that loads: ``layer`` a number or ``"auto"`` (the layer
     of collapse, rule of ``metrics.collapse_layer``), the ``head`` fitted on the train split
     (ridge penalty: the run's weight decay).
     Writes the truncated model to ``output`` (``export``) if given. Returns a table comparing
     it with the full network (rows: test accuracy, parameters, multiply-adds, batch-1 latency,
     batch-256 throughput; columns ``full, cut, ratio``) and the layer cut at."""
-    from ..measure import load_model, measure_run
+    from ..measure import measure_run, newest_model
     from ..metrics import collapse_layer
-    epochs = run.checkpoint_epochs()
-    if not epochs:
+    if not run.checkpoint_epochs():
         raise FileNotFoundError(f"run {run.name} has no checkpoints; train it first (`inc train`)")
     if head not in HEADS:
         raise ConfigError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
     device = resolve_device(device)
     train_set, test_set = load_splits(run.config, device, data_root)
-    model = load_model(run, epochs[-1], device, train_set)
+    newest, model = newest_model(run, device, train_set)  # a damaged newest one is skipped, as measuring does
     _chain(model)  # an architecture where cutting is not defined fails here, before any measuring
     if layer == "auto":
-        metrics, _ = measure_run(run, epochs=[epochs[-1]], device=device, data_root=data_root)
+        metrics, _ = measure_run(run, epochs=[newest], device=device, data_root=data_root)
         layer = collapse_layer(metrics)
         if layer is None:
-            raise CutError(f"run {run.name} has no layer of collapse at epoch {epochs[-1]} "
+            raise CutError(f"run {run.name} has no layer of collapse at epoch {newest} "
                            f"({COLLAPSE_MEASURE} never stays below {COLLAPSE_THRESHOLD}); pass --layer N")
     check_layer(model, int(layer))
     layer = int(layer)
