@@ -580,19 +580,30 @@ TICKET_FAMILIES = {"dense": "full network", "ticket": "IMP ticket", "random": "r
                    "shallow": "as deep as the collapse layer, from scratch"}
 
 
-def plot_ticket_accuracy(accuracy: pd.DataFrame, title: str = "") -> plt.Figure:
+def plot_ticket_accuracy(accuracy: pd.DataFrame, title: str = "", n_test: int | None = None,
+                         z: float = 2.0) -> plt.Figure:
     """Test accuracy against nonzero parameters (log scale) of each family of networks (``accuracy``:
     columns ``seed, family, round, accuracy, params``; rounds of a family joined by a line, one
-    marker per seed)."""
+    marker per seed). With ``n_test`` (test-set size), a grey band marks the full network's mean
+    accuracy ± ``z`` binomial standard errors: the noise the chapter's claims judge against. The full
+    network is drawn last, as a black-edged diamond, so no family hides it."""
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for colour, (family, label) in zip(CATEGORICAL, TICKET_FAMILIES.items()):
+    families = {**{f: l for f, l in TICKET_FAMILIES.items() if f != "dense"}, "dense": TICKET_FAMILIES["dense"]}
+    colours = dict(zip(TICKET_FAMILIES, CATEGORICAL))
+    for family, label in families.items():
         rows = accuracy[accuracy["family"] == family]
         if rows.empty:
             continue
         mean = rows.groupby("round", as_index=False)[["params", "accuracy"]].mean()
-        ax.plot(mean["params"], mean["accuracy"], marker="o", markersize=5, color=colour, label=label,
-                linestyle="-" if len(mean) > 1 else "none")
-        ax.scatter(rows["params"], rows["accuracy"], s=10, color=colour, alpha=0.5)
+        full = family == "dense"
+        ax.plot(mean["params"], mean["accuracy"], marker="D" if full else "o", markersize=7 if full else 5,
+                markeredgecolor="black" if full else colours[family], color=colours[family], label=label,
+                linestyle="-" if len(mean) > 1 else "none", zorder=3 if full else 2)
+        ax.scatter(rows["params"], rows["accuracy"], s=10, color=colours[family], alpha=0.5)
+        if full and n_test:
+            p = float(mean["accuracy"].mean())
+            half = z * float(np.sqrt(p * (1 - p) / n_test))
+            ax.axhspan(p - half, p + half, color="0.85", zorder=0, label=f"full network ± {z:g} binomial SE")
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set(xlabel="nonzero parameters", ylabel="test accuracy", title=title)

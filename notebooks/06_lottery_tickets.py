@@ -248,7 +248,7 @@ keynumbers.record(out_dir, "06_lottery_tickets", "accuracy",
 print(accuracy.pivot_table(index=["family", "round"], columns="seed", values="accuracy", sort=False).round(3).to_string())
 
 # %%
-plots.save_figure(plots.plot_ticket_accuracy(accuracy, f"Accuracy per parameter — {label}"), "ch6_accuracy",
+plots.save_figure(plots.plot_ticket_accuracy(accuracy, f"Accuracy per parameter — {label}", len(test_set)), "ch6_accuracy",
                   figures_dir)
 plt.show()
 

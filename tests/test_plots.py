@@ -231,6 +231,11 @@ def test_ticket_figures_draw_the_known_values_per_round_family_and_network():
     np.testing.assert_allclose(lines["IMP ticket"].get_ydata(), [0.9, 0.85, 0.8])
     assert lines["cut at the collapse layer"].get_ydata()[0] == pytest.approx(0.85)
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "nonzero parameters"
+    full = pd.concat([accuracy, pd.DataFrame([dict(seed=0, family="dense", round=-1, accuracy=0.9, params=1e6)])])
+    ax = plots.plot_ticket_accuracy(full, n_test=10_000).axes[0]
+    band = next(p for p in ax.patches if p.get_label().startswith("full network ±"))
+    low, high = band.get_path().get_extents(band.get_transform()).transformed(ax.transData.inverted()).intervaly
+    assert (low, high) == pytest.approx((0.9 - 0.006, 0.9 + 0.006))      # 2 SE: 2 sqrt(0.9 * 0.1 / 10,000)
 
     nc = pd.DataFrame([dict(network=n, split="train", measure=M.NC1, layer=l, value=v * (l + 1))
                        for n, v in (("dense", 1.0), ("ticket, round 1", 2.0)) for l in range(3)]
