@@ -9,35 +9,18 @@ one sample with their nonzero weights only (a Linear with ``k`` nonzero weights:
 from __future__ import annotations
 
 import pandas as pd
-import torch
 from torch import nn
 
 from . import prune as P
-from .capture import Batches, model_device
+from .capture import Batches
 from .lottery import load_masks
 from .masks import densities
 from .runs import Run
 
 
 def nonzero_cost(module: nn.Module, in_shape: tuple[int, ...]) -> dict[str, int]:
-    """``params`` (nonzero parameter entries) and ``macs`` (multiply-adds with nonzero weights, one
-    sample of shape ``in_shape``) of ``module``."""
-    macs = []
-
-    def hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        nonzero = int((m.weight != 0).sum())
-        macs.append(nonzero if isinstance(m, nn.Linear) else nonzero * out[0][0].numel())
-
-    hooks = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    was_training = module.training
-    try:
-        with torch.no_grad():
-            module.eval()(torch.zeros(1, *in_shape, device=model_device(module)))
-    finally:
-        for h in hooks:
-            h.remove()
-        module.train(was_training)
-    return {"params": int(sum((p != 0).sum() for p in module.parameters())), "macs": sum(macs)}
+    """``params`` and ``macs`` of ``module`` counting nonzero weights only (``prune.cost``)."""
+    return P.cost(module, in_shape, nonzero=True)
 
 
 def density_table(runs: dict[tuple, Run]) -> pd.DataFrame:

@@ -239,16 +239,16 @@ def evaluate_heads(model: nn.Module, heads: dict[tuple[int, str], Head], batches
 
 
 # ----------------------------------------------------------------------------- costs and speed
-def cost(module: nn.Module, in_shape: tuple[int, ...]) -> dict[str, int]:
-    """``params`` (all parameters) and ``macs`` (multiply-adds of Linear/Conv modules for one
-    sample of shape ``in_shape``) of ``module``."""
+def cost(module: nn.Module, in_shape: tuple[int, ...], nonzero: bool = False) -> dict[str, int]:
+    """``params`` (parameter entries) and ``macs`` (multiply-adds of Linear/Conv modules for one
+    sample of shape ``in_shape``) of ``module``; with ``nonzero`` only nonzero entries count (a
+    pruned network's masked weights are zeros and cost nothing)."""
+    count = (lambda t: int((t != 0).sum())) if nonzero else (lambda t: t.numel())
     macs = []
 
     def hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        if isinstance(m, nn.Linear):
-            macs.append(m.in_features * m.out_features)
-        else:  # conv: every output element takes in_channels/groups * kernel products
-            macs.append(out[0].numel() * m.weight[0].numel())
+        positions = 1 if isinstance(m, nn.Linear) else out[0][0].numel()   # a conv weight acts at every output position
+        macs.append(count(m.weight) * positions)
 
     hooks = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     was_training = module.training
@@ -259,7 +259,7 @@ def cost(module: nn.Module, in_shape: tuple[int, ...]) -> dict[str, int]:
         for h in hooks:
             h.remove()
         module.train(was_training)
-    return {"params": sum(p.numel() for p in module.parameters()), "macs": sum(macs)}
+    return {"params": sum(count(p) for p in module.parameters()), "macs": sum(macs)}
 
 
 def cost_table(model: nn.Module, in_shape: tuple[int, ...], num_classes: int,
