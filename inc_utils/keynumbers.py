@@ -57,6 +57,7 @@ class Tolerance:
 TOLERANCES = {
     "measure": Tolerance(relative=0.08, floor=1e-3),   # scale-free NC measures; a 10% change fails
     "accuracy": Tolerance(absolute=0.02),               # fractions of a split
+    "share": Tolerance(absolute=0.02),                  # other fractions (e.g. the weights a mask keeps)
     "layer": Tolerance(),                               # layers of collapse: exact
     "count": Tolerance(),                               # counts: exact
 }

@@ -145,8 +145,9 @@ density = T.density_table(runs)
 tickets = density[density["family"] == "ticket"]
 
 # %%
-# NBVAL_CHECK_OUTPUT
 kept = tickets.pivot_table(index="round", columns="layer", values="density", aggfunc="mean")
+keynumbers.record(out_dir, "06_lottery_tickets", "share",
+                  **{f"round {r} density per layer": row.tolist() for r, row in kept.iterrows()})
 print(f"share of weights kept per weight layer (mean over {len(seeds)} seed(s)); layer of collapse {collapse}")
 print(kept.round(2).to_string())
 
@@ -237,8 +238,10 @@ for s in seeds:
 accuracy = pd.DataFrame(rows)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 counts = accuracy.groupby(["family", "round"], sort=False)[["params", "macs"]].mean()
+keynumbers.record(out_dir, "06_lottery_tickets", "measure",
+                  **{f"{family} round {r} {kind}": counts.loc[(family, r), kind]
+                     for family, r in counts.index for kind in ("params", "macs")})
 print(f"nonzero parameters and multiply-adds per image, in thousands (mean over {len(seeds)} seed(s))")
 print((counts / 1e3).round(0).astype(int).to_string())
 
