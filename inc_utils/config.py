@@ -239,8 +239,10 @@ def from_dict(data: dict, cls=RunConfig):
     for key in data:
         if key not in known:
             hint = difflib.get_close_matches(str(key)[:100], known, n=1)
+            listed = [k for k in known if not k.startswith("ticket_")]
+            listed += ["ticket_* (lottery-ticket rounds)"] * (len(listed) < len(known))
             raise ConfigError(f"unknown config key {brief(key)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                              + f"; known keys: {', '.join(known)}")
+                              + f"; known keys: {', '.join(listed)}")
     return cls(**data)
 
 

@@ -51,7 +51,7 @@ def test_missing_and_nan_values_agree_only_with_themselves():
 def test_a_ten_percent_change_of_any_nc_measure_of_the_chapter_1_reference_fails():
     reference = keynumbers.read(REFERENCES / "01_intermediate_nc.numbers.json")
     measures = [name for name, entry in reference.items() if entry["kind"] == "measure"]
-    assert len(measures) >= 5
+    assert len(measures) >= 4                      # the MLP's relative trace, NC1, CDNV and NC3, per layer
     for name in measures:
         values = reference[name]["value"]
         changed = {**reference, name: {"kind": "measure", "value": [v * 1.1 if v is not None else None
