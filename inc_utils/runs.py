@@ -28,6 +28,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -185,6 +186,12 @@ class Run:
         except DamagedRunError:
             atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         atomic_write_text(self.path / "provenance.json", json.dumps(provenance(device), indent=2))
+
+    def remove_if_unstarted(self) -> None:
+        """Remove the folder if it holds nothing but the lock and temporary files: what a start
+        that failed before writing its config (a full or read-only disk) leaves behind."""
+        if self.path.is_dir() and all(p.name == ".lock" or p.name.endswith(".tmp") for p in self.path.iterdir()):
+            shutil.rmtree(self.path, ignore_errors=True)
 
     # one writer ---------------------------------------------------------------------
     @contextlib.contextmanager

@@ -99,10 +99,14 @@ def train(config: RunConfig, *, runs_dir: str | Path | None = None, device: str 
     device = resolve_device(device)
     train_set, test_set = load_splits(config, device, data_root, download)
     check_fits(config, train_set, device)
-    with run.lock():
-        if not run.finished:  # another process may have finished it while we loaded the data
-            run.create(config, device)
-            _fit(run, config, train_set, test_set, device, progress)
+    try:
+        with run.lock():
+            if not run.finished:  # another process may have finished it while we loaded the data
+                run.create(config, device)
+                _fit(run, config, train_set, test_set, device, progress)
+    except OSError:
+        run.remove_if_unstarted()  # a full or read-only disk leaves no half-made run folder
+        raise
     return run
 
 

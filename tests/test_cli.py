@@ -80,6 +80,17 @@ def test_read_only_runs_dir_is_one_line(tmp_path, monkeypatch, capsys):
     assert _one_error_line(capsys) == f"error: cannot write {tmp_path / 'runs'}/{TINY.name}/.lock: Read-only file system\n"
 
 
+def test_a_full_disk_at_the_start_is_one_line_and_leaves_no_run_folder(tmp_path, monkeypatch, capsys):
+    def disk_full(self, config, device):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path / "config.yaml"))
+
+    monkeypatch.setattr(Run, "create", disk_full)
+    assert main(["train", _config(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert _one_error_line(capsys) == (f"error: cannot write {tmp_path / 'runs'}/{TINY.name}/config.yaml: "
+                                       "No space left on device\n")
+    assert list((tmp_path / "runs").iterdir()) == []                 # the run folder it began is gone
+
+
 def test_threads_option_and_environment(tmp_path, monkeypatch, capsys):
     import torch
     monkeypatch.setenv("INC_THREADS", "two")
