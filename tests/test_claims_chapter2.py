@@ -1,6 +1,7 @@
 """Chapter 2's rules (thesis 4.2) on hand-made sweeps whose truth is known: true -> yes, false -> no,
 within noise -> not yes."""
 import importlib
+import math
 
 import numpy as np
 import pandas as pd
@@ -91,6 +92,19 @@ def test_same_layer_different_accuracy_against_binomial_and_seed_noise():
     # 5 points apart at one layer, but seeds of one pair already differ by 6: not beyond seed noise
     noisy = [(0.01, 1e-3, 0, 0.88, 4), (0.01, 1e-3, 1, 0.82, 5), (0.1, 1e-3, 0, 0.83, 4), (0.1, 1e-3, 1, 0.83, 5)]
     assert _row(_table(noisy), "Runs with the same collapse layer").holds == K.NOT_MEASURABLE
+
+
+def test_many_runs_of_one_accuracy_are_not_very_different():
+    # 22 runs at one layer whose test accuracies are one true 0.84 plus test-set sampling (n = 10,000):
+    # their range exceeds 2 SE of one difference (~1.0 point) by chance, but not the sampling null's range
+    rng = np.random.default_rng(0)
+    accs = rng.binomial(10_000, 0.84, 22) / 10_000
+    runs = [(0.01 * (1 + i // 2), 1e-3, i % 2, a, 9) for i, a in enumerate(accs)]
+    row = _row(_table(runs), "Runs with the same collapse layer")
+    assert row.effect > 2 * math.hypot(*(2 * [math.sqrt(0.84 * 0.16 / 10_000)]))
+    assert row.holds != K.YES
+    null = C2.sampling_range([22], [0.84], 10_000)
+    assert 0.012 < null < 0.022                                    # ~4.6 SD of one accuracy (SD 0.0037)
 
 
 def test_too_small_a_design_is_not_measurable_with_a_reason():
