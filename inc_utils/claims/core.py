@@ -173,14 +173,3 @@ def bootstrap_spearman(x, y, groups=None, n: int = 2000, seed: int = 0,
 def fmt(values, digits: int = 2) -> str:
     """Numbers joined by ', ' at ``digits`` decimals."""
     return ", ".join(f"{v:.{digits}f}" for v in values)
-
-
-# ---------------------------------------------------------------- to be removed: pre-margin rules
-def verdict(ok: bool | None) -> str:
-    """YES / NO, or NOT_MEASURABLE for None (a bare threshold, no margin: being replaced by ``judge``)."""
-    return NOT_MEASURABLE if ok is None else YES if ok else NO
-
-
-def legacy(claim: str, thesis: str, this_run: str, holds: str) -> Claim:
-    """A row from a rule that states no margin yet (being replaced by ``judge``)."""
-    return Claim(claim, thesis, this_run, math.nan, math.nan, "threshold rule, no noise margin yet", holds)
