@@ -66,7 +66,6 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown
 
 from inc_utils import claims as K
-from inc_utils import keynumbers
 from inc_utils import metrics as M
 from inc_utils import plots
 from inc_utils import session
