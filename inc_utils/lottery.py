@@ -25,8 +25,6 @@ and random mask follow from it.
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import math
 from pathlib import Path
 
@@ -37,7 +35,7 @@ from .config import ConfigError, RunConfig
 from .data import Dataset
 from .masks import magnitude_masks, random_masks
 from .models import build_for, probe_points
-from .runs import CorruptCheckpointError, Run, find_run, save_checkpoint_bytes
+from .runs import CorruptCheckpointError, Run, find_run, load_tensors, save_tensors
 
 MASK_FILE = "mask.pt"
 
@@ -102,26 +100,13 @@ def prerequisites(config: RunConfig) -> list[RunConfig]:
 # ---------------------------------------------------------------------------- masks on disk
 def save_masks(run: Run, masks: list[torch.Tensor]) -> Path:
     """Write ``masks`` to the run's ``mask.pt`` (atomically) and its sha256 sidecar."""
-    buffer = io.BytesIO()
-    torch.save([m.cpu() for m in masks], buffer)
-    path = run.path / MASK_FILE
-    save_checkpoint_bytes(path, buffer.getvalue())
-    return path
+    return save_tensors(run.path / MASK_FILE, [m.cpu() for m in masks])
 
 
 def load_masks(run: Run) -> list[torch.Tensor]:
     """The run's masks, verified against their checksum; ``CorruptCheckpointError`` otherwise."""
     path = run.path / MASK_FILE
-    try:
-        data, expected = path.read_bytes(), path.with_name(MASK_FILE + ".sha256").read_text().strip()
-    except (OSError, UnicodeDecodeError) as err:
-        raise CorruptCheckpointError(f"{path}: unreadable ({err})") from None
-    if hashlib.sha256(data).hexdigest() != expected:
-        raise CorruptCheckpointError(f"{path}: checksum mismatch (truncated or corrupted file)")
-    try:
-        masks = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
-        raise CorruptCheckpointError(f"{path}: cannot be loaded ({err})") from None
+    masks = load_tensors(path)
     if not (isinstance(masks, list) and all(isinstance(m, torch.Tensor) for m in masks)):
         raise CorruptCheckpointError(f"{path}: not a list of masks")
     return masks

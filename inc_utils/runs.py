@@ -268,11 +268,7 @@ class Run:
 
     def save_checkpoint(self, epoch: int, state: dict) -> Path:
         """Write ``state`` atomically, then its sha256 sidecar; a checkpoint is valid only with both."""
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        path = self.checkpoint_path(epoch)
-        save_checkpoint_bytes(path, buffer.getvalue())
-        return path
+        return save_tensors(self.checkpoint_path(epoch), state)
 
     def checkpoint_epochs(self, warn: bool = False) -> list[int]:
         """Epochs with a checkpoint file and checksum sidecar (not yet verified), ascending.
@@ -297,16 +293,7 @@ class Run:
         does not fit: weights of other names or shapes than ``like`` (the model the run's config
         builds) has, or, with ``resume``, training state missing or of the wrong kind."""
         path = self.checkpoint_path(epoch)
-        try:
-            data, expected = path.read_bytes(), _sidecar(path).read_text().strip()
-        except (OSError, UnicodeDecodeError) as err:
-            raise CorruptCheckpointError(f"{path}: unreadable ({err})") from None
-        if hashlib.sha256(data).hexdigest() != expected:
-            raise CorruptCheckpointError(f"{path}: checksum mismatch (truncated or corrupted file)")
-        try:
-            state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-        except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
-            raise CorruptCheckpointError(f"{path}: cannot be loaded ({one_line(err)})") from None
+        state = load_tensors(path, map_location)
         problem = checkpoint_problem(state, like, resume)
         if problem:
             raise CorruptCheckpointError(f"{path}: {problem}")
@@ -364,6 +351,30 @@ def save_checkpoint_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` atomically to ``path``, then its sha256 sidecar ``path.sha256``."""
     atomic_write_bytes(path, data)
     atomic_write_text(_sidecar(path), hashlib.sha256(data).hexdigest())
+
+
+def save_tensors(path: Path, obj) -> Path:
+    """``torch.save`` of ``obj`` (tensors in dicts and lists) to ``path`` with its sha256 sidecar."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    save_checkpoint_bytes(path, buffer.getvalue())
+    return path
+
+
+def load_tensors(path: Path, map_location="cpu"):
+    """What ``save_tensors`` wrote, verified against its sidecar and loaded as plain tensors
+    (``torch.load(weights_only=True)``: a crafted pickle never runs); ``CorruptCheckpointError``
+    (one line) if the file is unreadable, does not match its checksum or does not load."""
+    try:
+        data, expected = path.read_bytes(), _sidecar(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CorruptCheckpointError(f"{path}: unreadable ({err})") from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise CorruptCheckpointError(f"{path}: checksum mismatch (truncated or corrupted file)")
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
+        raise CorruptCheckpointError(f"{path}: cannot be loaded ({one_line(err)})") from None
 
 
 def find_run(name: str | Path, runs_dir: str | Path | None = None) -> Run:
