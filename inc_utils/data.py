@@ -12,7 +12,9 @@ Files are looked for in ``data_search_path(root)``, in order: the explicit ``roo
 directories in ``$INC_DATA_DIR`` (``os.pathsep``-separated), the user cache dir
 (``$XDG_CACHE_HOME/inc_utils/data``, default ``~/.cache/inc_utils/data``), then
 ``/usr/share/datasets`` (Debian's ``dataset-fashion-mnist`` installs the IDX files in its
-``fashion-mnist/`` folder). Inside each of these, a dataset's files may sit in these folders:
+``fashion-mnist/`` folder). The first folder holding a whole split of a dataset is its only
+source: both splits are read from it, never one from each of two copies. Inside each search
+directory, a dataset's files may sit in these folders:
 
 - ``mnist``: ``MNIST/raw`` (torchvision's layout) or ``mnist``, holding
   ``{train,t10k}-{images-idx3,labels-idx1}-ubyte``, each optionally ``.gz``;
@@ -393,9 +395,20 @@ def _candidate_folders(name: str, root: str | os.PathLike | None) -> list[Path]:
 
 
 def _find_files(name: str, split: str, root: str | os.PathLike | None) -> list[Path] | None:
+    """``split``'s files in the dataset's folder: the first searched folder holding a whole split.
+
+    Both splits of a run come from that one folder; if it lacks ``split``, no later place is
+    tried (mixing a train split from one copy with a test split from another is an error).
+    """
+    source = _FILE_SOURCES[name]
     for folder in _candidate_folders(name, root):
-        paths = _FILE_SOURCES[name].locate(folder, split)
-        if paths:
+        if any(source.locate(folder, other) for other in SPLITS):
+            paths = source.locate(folder, split)
+            if paths is None:
+                raise DatasetNotFoundError(
+                    f"dataset {name!r}: {folder} holds the other split but not the {split} split; "
+                    "put both splits in one folder (later places were not searched, so the splits "
+                    "never come from two copies)")
             return paths
     return None
 

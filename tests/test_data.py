@@ -311,6 +311,17 @@ def test_root_beats_env_beats_cache_beats_system(tmp_path, monkeypatch):
     assert loaded_from() == "system"
 
 
+def test_both_splits_come_from_the_first_folder_holding_either(tmp_path, monkeypatch):
+    write_mnist_like(tmp_path / "root" / "mnist", "train", [1])          # a copy with train only
+    write_mnist_like(tmp_path / "system" / "mnist", "train", [2])        # a whole copy further down
+    write_mnist_like(tmp_path / "system" / "mnist", "test", [2])
+    assert load_dataset("mnist", "train", root=tmp_path / "root").y.tolist() == [1]
+    with pytest.raises(DatasetNotFoundError, match="holds the other split but not the test split"):
+        load_dataset("mnist", "test", root=tmp_path / "root")
+    assert load_dataset("mnist", "test", root=tmp_path / "system").y.tolist() == [2]
+    assert load_dataset("mnist", "test").y.tolist() == [2]
+
+
 def test_missing_dataset_error_names_places_and_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv("INC_DATA_DIR", str(tmp_path / "env"))
     (tmp_path / "r").mkdir()                                   # an explicit root that does not exist is its own error
