@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-import torchvision
 
-from .config import RunConfig
+from .config import RESNET_DEPTHS, RunConfig
 from .data import Dataset
 
 
@@ -86,10 +85,6 @@ class ConvNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-_RESNETS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
-            50: torchvision.models.resnet50}  # config.RESNET_DEPTHS lists the same depths
-
-
 def resnet(depth: int, in_channels: int, num_classes: int, cifar_stem: bool = True) -> nn.Module:
     """torchvision's ResNet-``depth`` (18/34/50), randomly initialised, adapted to the data.
 
@@ -98,9 +93,11 @@ def resnet(depth: int, in_channels: int, num_classes: int, cifar_stem: bool = Tr
     pool, the usual choice for 32x32 inputs. ``False`` keeps the ImageNet stem as the
     authors' code did, only changing its input channels.
     """
-    if depth not in _RESNETS:
-        raise ValueError(f"ResNet depth must be one of {sorted(_RESNETS)}, got {depth}")
-    net = _RESNETS[depth](weights=None, num_classes=num_classes)
+    if depth not in RESNET_DEPTHS:
+        raise ValueError(f"ResNet depth must be one of {list(RESNET_DEPTHS)}, got {depth}")
+    import torchvision  # imported here: about a second a process, and only ResNets need it
+
+    net = getattr(torchvision.models, f"resnet{depth}")(weights=None, num_classes=num_classes)
     if cifar_stem:
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()

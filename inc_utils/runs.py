@@ -393,11 +393,12 @@ def _sidecar(path: Path) -> Path:
 
 def provenance(device: str) -> dict:
     """Where and with what a run was made: versions, git commit, device, time."""
+    from importlib.metadata import version
+
     import numpy
-    import torchvision
     from . import __version__
     return {
-        "inc_utils": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "inc_utils": __version__, "torch": torch.__version__, "torchvision": version("torchvision"),
         "numpy": numpy.__version__, "python": platform.python_version(), "platform": platform.platform(),
         "device": device, "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor(),
         "git_commit": git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
