@@ -16,7 +16,10 @@ UV = $(or $(shell uv --version >/dev/null 2>&1 && command -v uv),$(VENV)/uv/bin/
 setup: $(STAMP)
 
 # The environment equals requirements.lock (extra packages removed), plus this project editable.
-# With uv about half a minute on a fresh clone; without it (`make setup UV=false`), pip: minutes.
+# With uv under a minute on a fresh clone; without it (`make setup UV=false`), pip: minutes.
+# Both compile the packages' bytecode at install (pip does so by default): where Python may not
+# write it (PYTHONDONTWRITEBYTECODE, read-only installs), every process, each test's and notebook
+# kernel's included, would otherwise compile torch's, scipy's and scikit-learn's sources again.
 $(STAMP): pyproject.toml $(LOCK)
 	@if ! $(UV) --version >/dev/null 2>&1; then \
 	  test -x $(PY) || $(PYTHON) -m venv $(VENV); \
@@ -25,7 +28,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	@if $(UV) --version >/dev/null 2>&1; then \
 	  echo "make setup: installing $(LOCK) into $(VENV) with uv"; \
 	  (test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)) && \
-	  $(UV) pip sync --quiet --python $(PY) $(LOCK) && \
+	  $(UV) pip sync --quiet --compile-bytecode --python $(PY) $(LOCK) && \
 	  $(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation -e . ; \
 	else \
 	  echo "make setup: uv unavailable, installing $(LOCK) into $(VENV) with pip (slower)"; \
