@@ -53,6 +53,16 @@ def ticket_config(parent: RunConfig, round: int, *, rate: float, output_rate: fl
                           ticket_output_rate=output_rate, ticket_rewind=rewind, ticket_random=random)
 
 
+def imp_chains(dense: RunConfig, seeds: list[int], rounds: int, *, rate: float, output_rate: float,
+               rewind: int, epochs: int) -> dict[tuple[int, int, str], RunConfig]:
+    """Chapter 6's rounds: for each seed, rounds 0..``rounds`` of the ticket of ``dense`` with that
+    seed, keyed ``(seed, round, family)``; family ``"ticket"`` (magnitude mask) or ``"random"``
+    (the control, rounds 1 and up). In training order: a round after those it is pruned from."""
+    return {(s, r, family): ticket_config(dense.replace(seed=s), r, rate=rate, output_rate=output_rate,
+                                          rewind=rewind, epochs=epochs, random=family == "random")
+            for s in seeds for r in range(rounds + 1) for family in (("ticket", "random") if r else ("ticket",))}
+
+
 def round_half(x: float) -> int:
     """``x`` rounded half up (Python's ``round`` rounds half to even)."""
     return math.floor(x + 0.5)

@@ -59,14 +59,28 @@ def load_sweep(path: str | Path) -> SweepConfig:
     return from_dict(read_yaml(path), SweepConfig)
 
 
-def configs_in(params: dict) -> list[RunConfig]:
+def configs_in(params: dict, tickets: bool = False) -> list[RunConfig]:
     """The training runs a chapter's parameters ask for: ``experiments`` (a list of run configs),
-    ``experiment`` (one) and ``sweeps`` (label -> base + grid); all validated."""
+    ``experiment`` (one) and ``sweeps`` (label -> base + grid); all validated.
+
+    ``tickets=True`` adds chapter 6's runs (``rounds`` in ``params``): the dense network for each
+    of ``seeds`` and their rounds (``lottery.imp_chains``). A sweep leaves them out, since a round
+    needs the runs before it finished (the chapter trains them in order); the networks as deep as
+    the layer of collapse are never listed, since that layer is known only once measured."""
     configs = [from_dict(e) for e in params.get("experiments", [])]
     if "experiment" in params:
         configs.append(from_dict(params["experiment"]))
     for sweep in params.get("sweeps", {}).values():
         configs += from_dict(sweep, SweepConfig).configs()
+    if tickets and "rounds" in params:
+        from .lottery import imp_chains
+        dense = from_dict(params["experiment"])
+        chains = imp_chains(dense, params["seeds"], params["rounds"], rate=params["rate"],
+                            output_rate=params["output_rate"], rewind=params["rewind_epoch"],
+                            epochs=params["round_epochs"])
+        listed = {c.name for c in configs}
+        configs += [c for c in [*(dense.replace(seed=s) for s in params["seeds"]), *chains.values()]
+                    if c.name not in listed]
     return configs
 
 

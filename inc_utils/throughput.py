@@ -22,8 +22,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def networks(params: dict) -> pd.DataFrame:
-    """The network of each run a chapter's ``params`` ask for (``sweep.configs_in`` order), and
-    whether it trains batched: an MLP in a sweep of several runs, unless ``batched`` is off."""
+    """The network of each run a chapter's ``params`` ask for (``sweep.configs_in`` order, tickets
+    included), and whether it trains batched: an MLP in a sweep of several runs, unless
+    ``batched`` is off."""
     from .config import from_dict
     from .sweep import SweepConfig, configs_in
     batched = set()
@@ -31,7 +32,7 @@ def networks(params: dict) -> pd.DataFrame:
         for sweep in params.get("sweeps", {}).values():
             group = from_dict(sweep, SweepConfig).configs()
             batched |= {c.name for c in group if c.arch == "mlp" and len(group) > 1}
-    configs = configs_in(params)
+    configs = configs_in(params, tickets=True)
     return pd.DataFrame({**{field: [getattr(c, field) for c in configs] for field in NETWORK},
                          "batched": [c.name in batched for c in configs]})
 

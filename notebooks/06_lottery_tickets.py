@@ -84,7 +84,7 @@ from inc_utils import ticket_measures as T
 from inc_utils.batched import train_batched
 from inc_utils.config import from_dict
 from inc_utils.data import load_splits
-from inc_utils.lottery import ticket_config
+from inc_utils.lottery import imp_chains
 from inc_utils.measure import load_model, measure_run
 from inc_utils.metrics import collapse_layer
 from inc_utils.models import num_layers
@@ -133,13 +133,9 @@ print(f"{label}: layers 0..{layers - 1}; layer of collapse per seed: {dense_coll
 
 # %%
 tic = time.perf_counter()
-runs = {}
-for s in seeds:
-    for r in range(rounds + 1):
-        for family in ("ticket", "random") if r else ("ticket",):
-            round_cfg = ticket_config(cfg.replace(seed=s), r, rate=rate, output_rate=output_rate,
-                                      rewind=rewind_epoch, epochs=round_epochs, random=family == "random")
-            runs[s, r, family] = train(round_cfg, device=device, data_root=data_dir)
+chains = imp_chains(cfg, seeds, rounds, rate=rate, output_rate=output_rate, rewind=rewind_epoch,
+                    epochs=round_epochs)
+runs = {key: train(round_cfg, device=device, data_root=data_dir) for key, round_cfg in chains.items()}
 rounds_seconds = time.perf_counter() - tic
 density = T.density_table(runs)
 tickets = density[density["family"] == "ticket"]

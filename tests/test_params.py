@@ -156,4 +156,15 @@ def test_chapter6_prunes_chapter1s_network_to_at_least_90_percent(scale):
     ch1 = read_yaml(ROOT / f"params/{scale}/01_intermediate_nc.yaml")["experiments"][0]
     assert configs_in(ch6) == configs_in({"experiment": ch1})      # the same run: a cache hit after chapter 1
     assert 1 - (1 - ch6["rate"]) ** ch6["rounds"] >= 0.9
+    # the dry run lists every network the chapter trains (but the shallow ones): dense per seed, then
+    # each seed's rounds (round 0 and a ticket and a random control per later round), prerequisites first
+    listed = configs_in(ch6, tickets=True)
+    seeds, rounds = ch6["seeds"], ch6["rounds"]
+    assert len(listed) == len({c.name for c in listed}) == len(seeds) * (2 + 2 * rounds)
+    assert [c.seed for c in listed[:len(seeds)]] == seeds and not any(c.is_ticket for c in listed[:len(seeds)])
+    position = {(c.seed, c.ticket_round, c.ticket_random): i for i, c in enumerate(listed)}
+    for c in listed[len(seeds):]:
+        assert c.ticket_parent == listed[seeds.index(c.seed)].name and c.epochs == ch6["round_epochs"]
+        if c.ticket_round > 1:
+            assert position[c.seed, c.ticket_round - 1, False] < position[c.seed, c.ticket_round, c.ticket_random]
     assert ch6["output_rate"] < ch6["rate"] and ch6["rewind_epoch"] in ch1["checkpoints"]
