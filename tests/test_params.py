@@ -123,8 +123,10 @@ def test_colab_scale_is_mlp10_on_fashion_mnist_and_estimates_its_time(tmp_path, 
     assert main(["reproduce", "--scale", "colab", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "02_collapse_vs_generalization: 22 runs, 2200 model-epochs to train" in out
-    assert "CPU, 2 cores: 21.5 h for 2350 model-epochs" in out      # 2350 x 33 s
-    assert "H200 GPU: 15.0 min for 2350 model-epochs" in out        # 150 x 2.03 s alone + 2200 x 0.27 s batched
+    # chapter 6: seed 1's dense network (150) and 2 seeds x (round 0 + 4 rounds x ticket and control) x 50 epochs
+    assert "06_lottery_tickets: 19 runs, 1050 model-epochs to train" in out
+    assert "CPU, 2 cores: 31.2 h for 3400 model-epochs" in out      # 3400 x 33 s
+    assert "H200 GPU: 50.5 min for 3400 model-epochs" in out        # 1200 x 2.03 s alone + 2200 x 0.27 s batched
 
 
 def test_ctrl_c_keeps_the_previous_build_and_says_so_in_one_line(tmp_path):
