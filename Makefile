@@ -54,9 +54,12 @@ references: $(STAMP)
 # The references are made on the native CPU code path; the tests run on PyTorch's portable kernels,
 # so every run checks that the notebooks' checked outputs hold on another path (tests/notebooks/README.md).
 TEST_CPU_PATH ?= default
+# Two pytest workers of one torch thread each (tests/conftest.py), one per core: one executes the
+# notebooks in order, the other the remaining tests. TEST_JOBS=0 runs everything in one process.
+TEST_JOBS ?= 2
 
 test: $(STAMP)
-	ATEN_CPU_CAPABILITY=$(TEST_CPU_PATH) $(PY) -m pytest
+	ATEN_CPU_CAPABILITY=$(TEST_CPU_PATH) $(PY) -m pytest $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadgroup)
 
 # The unit tests without the nbval notebook checks and the slow end-to-end and browser tests.
 test-fast: $(STAMP)
