@@ -11,7 +11,7 @@ LOCK_PINS := torch==2.14.1 torchvision==0.29.1
 # syncing the environment to the lock leaves it alone).
 UV = $(or $(shell uv --version >/dev/null 2>&1 && command -v uv),$(VENV)/uv/bin/uv)
 
-.PHONY: setup lock reproduce references test test-fast lab colab clean
+.PHONY: setup lock reproduce references test test-notebooks test-units test-fast lab colab clean
 
 setup: $(STAMP)
 
@@ -54,12 +54,13 @@ references: $(STAMP)
 # The references are made on the native CPU code path; the tests run on PyTorch's portable kernels,
 # so every run checks that the notebooks' checked outputs hold on another path (tests/notebooks/README.md).
 TEST_CPU_PATH ?= default
-# Two pytest workers of one torch thread each (tests/conftest.py), one per core: one executes the
-# notebooks in order, the other the remaining tests. TEST_JOBS=0 runs everything in one process.
-TEST_JOBS ?= 2
-
+# Two pytest processes of one torch thread each (tests/conftest.py), one per core: the notebook
+# checks (in order, in one runs folder) beside the other tests; each one's report prints when it ends.
 test: $(STAMP)
-	ATEN_CPU_CAPABILITY=$(TEST_CPU_PATH) $(PY) -m pytest $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadgroup)
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-units
+
+test-notebooks test-units: $(STAMP)
+	ATEN_CPU_CAPABILITY=$(TEST_CPU_PATH) $(PY) -m pytest $(if $(filter test-notebooks,$@),tests/notebooks,--ignore=tests/notebooks)
 
 # The unit tests without the nbval notebook checks and the slow end-to-end and browser tests.
 test-fast: $(STAMP)

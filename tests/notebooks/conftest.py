@@ -39,15 +39,10 @@ class KeyNumbers(pytest.Item):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Insert a ``KeyNumbers`` item right after the last cell of every reference notebook, and keep
-    all notebook items on one worker under ``pytest -n N --dist loadgroup`` (`make test`): in order,
-    in one runs folder, so later chapters reuse the networks chapter 1 trained."""
+    """Insert a ``KeyNumbers`` item right after the last cell of every reference notebook."""
     last = {}
     for index, item in enumerate(items):
         if type(item).__name__ == "IPyNbCell" and Path(item.path).parent == Path(__file__).parent:
             last[item.parent] = index
-            item.add_marker(pytest.mark.xdist_group("notebooks"))
     for notebook, index in sorted(last.items(), key=lambda pair: -pair[1]):
-        numbers = KeyNumbers.from_parent(notebook, name="key numbers")
-        numbers.add_marker(pytest.mark.xdist_group("notebooks"))
-        items.insert(index + 1, numbers)
+        items.insert(index + 1, KeyNumbers.from_parent(notebook, name="key numbers"))
