@@ -198,6 +198,7 @@ train_batched(configs, runs_dir=sys.argv[1], progress=False)
 """
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     base = BASE.replace(n_per_class=None, width=64, epochs=30, lr_milestones=[15, 25], checkpoints=[],
                         checkpoint_every=2, eval_every=10)

@@ -125,6 +125,7 @@ def test_a_cached_prune_times_the_networks_at_the_documented_thread_count(tmp_pa
     assert seen == [1, 1]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_training_with_one_line_and_the_run_resumes(tmp_path):
     slow = TINY.replace(n_per_class=None, width=64, epochs=400, checkpoint_every=1)
     proc = subprocess.Popen([sys.executable, "-m", "inc_utils", "train", _config(tmp_path, slow),

@@ -146,6 +146,7 @@ def test_a_ticket_of_a_missing_or_different_parent_is_refused_in_one_line(tmp_pa
         train(_round(1).replace(ticket_rewind=5), runs_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_a_killed_round_resumes_bitwise_equal(tmp_path):
     parent = PARENT.replace(n_per_class=None, width=64)         # all of digits: slow enough to kill mid-way
     cfg = ticket_config(parent, 1, rate=0.5, output_rate=0.2, rewind=4, epochs=30).replace(checkpoint_every=2)

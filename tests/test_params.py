@@ -129,6 +129,7 @@ def test_colab_scale_is_mlp10_on_fashion_mnist_and_estimates_its_time(tmp_path, 
     assert "H200 GPU: 50.5 min for 3400 model-epochs" in out        # 1200 x 2.03 s alone + 2200 x 0.27 s batched
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_previous_build_and_says_so_in_one_line(tmp_path):
     project = tmp_path / "project"
     _tiny_project(project, "import os, pathlib, time\n"

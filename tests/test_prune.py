@@ -122,6 +122,7 @@ torch.save(module(x).detach(), sys.argv[3])
 """
 
 
+@pytest.mark.slow
 def test_exported_model_runs_without_inc_utils_and_gives_identical_outputs(collapsed, tmp_path):
     _, model, train_set, test_set = collapsed
     head = fit_heads(model, lambda: train_set.batches(512), [2], heads=("ridge",))[2, "ridge"]

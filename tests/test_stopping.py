@@ -13,6 +13,8 @@ import yaml
 from inc_utils.config import RunConfig
 from inc_utils.runs import Run
 
+pytestmark = pytest.mark.slow  # real processes, signalled and killed
+
 ROOT = Path(__file__).resolve().parents[1]
 SLOW = RunConfig(dataset="digits", depth=2, width=64, epochs=400, lr_milestones=[], checkpoint_every=1)
 

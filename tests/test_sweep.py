@@ -40,6 +40,7 @@ def test_failed_run_does_not_stop_the_sweep_and_restart_is_free(tmp_path, monkey
     assert plan(configs, tmp_path).model_epochs_left.tolist() == [3, 0, 0]
 
 
+@pytest.mark.slow
 def test_submitit_local_executor_runs_the_same_path(tmp_path):
     configs = SweepConfig(base=BASE, grid={"seed": [0, 1]}).configs()
     table = run_sweep(configs, runs_dir=tmp_path, executor="submitit-local", batched=False)
@@ -65,6 +66,7 @@ def test_cli_dry_run(tmp_path, capsys):
     assert exited.value.code == 2 and "expected a positive integer below 10**9, got '0'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_batched_sweep_through_submitit_groups_mlps_and_runs_the_rest_alone(tmp_path):
     from inc_utils.sweep import tasks_for
     mlps = SweepConfig(base=BASE, grid={"lr": [0.01, 0.1], "seed": [0, 1]}).configs()
@@ -78,6 +80,7 @@ def test_batched_sweep_through_submitit_groups_mlps_and_runs_the_rest_alone(tmp_
     assert tasks_for(configs, tmp_path, batched=True) == []
 
 
+@pytest.mark.slow
 def test_processes_executor(tmp_path):
     configs = SweepConfig(base=BASE, grid={"seed": [3, 4]}).configs()
     table = run_sweep(configs, runs_dir=tmp_path, executor="processes", jobs=2, batched=False)

@@ -116,6 +116,7 @@ def _cli(*args, env=None, **kw):
                           env={**os.environ, "INC_PROGRESS": "0", **(env or {})}, **kw)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bitwise_equal(tmp_path):
     cfg = TINY.replace(n_per_class=None, width=64, epochs=60, lr_milestones=[30, 45], checkpoints=[],
                        checkpoint_every=2)
@@ -160,6 +161,7 @@ def test_cli_user_errors_are_one_line_without_traceback(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr and "mnist" in out.stderr
 
 
+@pytest.mark.slow
 def test_cli_train_and_list(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(TINY.to_dict()))
