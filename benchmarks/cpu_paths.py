@@ -8,6 +8,10 @@ numbers (accuracies, layers of collapse, final-epoch NC measures per layer) as J
 
     ATEN_CPU_CAPABILITY=default INC_THREADS=1 python benchmarks/cpu_paths.py run default-1.json
     python benchmarks/cpu_paths.py compare avx2-1.json default-1.json avx2-2.json
+    python benchmarks/cpu_paths.py run seed-1.json --seed 1   # the same runs with another seed
+
+``--seed`` gives the scale of what a result is: how far the numbers move between seeds, against
+which the code paths' variation should be small.
 
 ``compare`` prints, against the first file, the largest absolute difference of accuracies, the
 layers of collapse that differ, and the largest relative difference of each NC measure over the
@@ -44,14 +48,15 @@ def key_numbers(metrics: pd.DataFrame) -> dict:
             "measures": {m: table.loc[m].tolist() for m in MEASURES if m in table.index}}
 
 
-def run_all(out: Path, runs: str | None, sweep: bool) -> None:
+def run_all(out: Path, runs: str | None, sweep: bool, seed: int | None) -> None:
     applied = settings.apply(runs=runs or tempfile.mkdtemp(prefix="cpu-paths-"), progress=False)
     import torch
     numbers = {"capability": torch.backends.cpu.get_cpu_capability(), "threads": applied.threads, "runs": {}}
     tic = time.perf_counter()
     for config in configs_in(scale_parameters("01_intermediate_nc", "smoke")):
-        metrics, _ = measure_run(train(config), epochs=[config.epochs])
-        numbers["runs"][config.name] = key_numbers(metrics)
+        run = train(config if seed is None else config.replace(seed=seed))
+        metrics, _ = measure_run(run, epochs=[config.epochs])
+        numbers["runs"][config.name] = key_numbers(metrics)      # keyed by the listed config, to compare
     configs = configs_in(scale_parameters("02_collapse_vs_generalization", "smoke")) if sweep else []
     run_sweep(configs)
     for config in configs:
@@ -89,12 +94,13 @@ def main() -> None:
     r.add_argument("out", type=Path)
     r.add_argument("--runs", default=None, help="runs folder (default: a fresh temporary one)")
     r.add_argument("--sweep", action="store_true", help="also chapter 2's smoke sweep")
+    r.add_argument("--seed", type=int, default=None, help="train chapter 1's runs with this seed instead")
     c = sub.add_parser("compare")
     c.add_argument("files", type=Path, nargs="+")
     c.add_argument("--floor", type=float, default=1e-3)
     args = p.parse_args()
     if args.command == "run":
-        run_all(args.out, args.runs, args.sweep)
+        run_all(args.out, args.runs, args.sweep, args.seed)
     else:
         compare(args.files, args.floor)
 

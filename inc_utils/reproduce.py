@@ -78,7 +78,7 @@ def plan_scale(scale: str, root: Path | None = None) -> pd.DataFrame:
             notebook = Path(tmp) / f"{source.stem}.ipynb"
             nbformat.write(_as_notebook(source), notebook)
             check_parameters(str(notebook), params, params_file)
-        tables.append(pd.concat([plan(configs_in(params, tickets=True)), networks(params)], axis=1).assign(chapter=source.stem))
+        tables.append(pd.concat([plan(configs_in(params)), networks(params)], axis=1).assign(chapter=source.stem))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     return table.drop_duplicates("run")
 

@@ -11,6 +11,10 @@ path without a cluster; used by the tests) and ``slurm`` (a job array; a preempt
 timed-out job is requeued and resumes from its newest checkpoint).
 With ``batched=True`` compatible MLP configs are trained together (batched.py), one
 group of at most ``group_size`` models per task; other architectures run one model at a time.
+Lottery-ticket rounds (lottery.py) run as one task per chain: the dense network they are
+pruned from (when listed and unfinished), then its rounds in order. The ``processes``
+executor starts the tasks with the most estimated work first (``estimated_work``), so that
+its workers finish close together.
 """
 from __future__ import annotations
 
@@ -59,20 +63,18 @@ def load_sweep(path: str | Path) -> SweepConfig:
     return from_dict(read_yaml(path), SweepConfig)
 
 
-def configs_in(params: dict, tickets: bool = False) -> list[RunConfig]:
+def configs_in(params: dict) -> list[RunConfig]:
     """The training runs a chapter's parameters ask for: ``experiments`` (a list of run configs),
-    ``experiment`` (one) and ``sweeps`` (label -> base + grid); all validated.
-
-    ``tickets=True`` adds chapter 6's runs (``rounds`` in ``params``): the dense network for each
-    of ``seeds`` and their rounds (``lottery.imp_chains``). A sweep leaves them out, since a round
-    needs the runs before it finished (the chapter trains them in order); the networks as deep as
-    the layer of collapse are never listed, since that layer is known only once measured."""
+    ``experiment`` (one) and ``sweeps`` (label -> base + grid); all validated. With ``rounds``
+    (chapter 6) also the dense network for each of ``seeds`` and their lottery-ticket rounds
+    (``lottery.imp_chains``), which a sweep trains as one chain per seed (``chains``); the networks
+    as deep as the layer of collapse are never listed, since that layer is known only once measured."""
     configs = [from_dict(e) for e in params.get("experiments", [])]
     if "experiment" in params:
         configs.append(from_dict(params["experiment"]))
     for sweep in params.get("sweeps", {}).values():
         configs += from_dict(sweep, SweepConfig).configs()
-    if tickets and "rounds" in params:
+    if "rounds" in params:
         from .lottery import imp_chains
         dense = from_dict(params["experiment"])
         chains = imp_chains(dense, params["seeds"], params["rounds"], rate=params["rate"],
@@ -139,13 +141,16 @@ class TrainTask:
         self.settings, self.maker = settings.current(), os.getpid()
 
     def __call__(self, configs: list[dict]) -> list[str]:
-        """Train the group; returns one line for each run another process was writing (not trained)."""
+        """Train the task: as one batched group when its configs form one (``batched.batch_groups``),
+        otherwise one after another in order (a ticket chain, a single run). Returns one line for
+        each run another process was writing (not trained)."""
+        from .batched import batch_groups
         from .train import train
         if os.getpid() != self.maker:
             settings.use(self.settings)
         cfgs = [from_dict(c) for c in configs]
         skipped = []
-        if self.batched and len(cfgs) > 1:
+        if self.batched and len(cfgs) > 1 and [len(g) for g in batch_groups(cfgs)] == [len(cfgs)]:
             from .batched import train_batched
             try:
                 train_batched(cfgs, runs_dir=self.runs_dir, device=self.device, data_root=self.data_root,
@@ -185,18 +190,55 @@ class TrainTask:
 def tasks_for(configs: list[RunConfig], runs_dir: str | Path, batched: bool,
               group_size: int | None = None) -> list[list[RunConfig]]:
     """Split the unfinished configs into tasks: batched MLP groups of at most ``group_size``
-    (default ``MAX_GROUP``), then single runs.
+    (default ``MAX_GROUP``), then ticket chains (``chains``), then single runs.
 
     Groups are cut from all ``configs``, finished ones included, so a restarted sweep rebuilds
     the groups it started with (``train_batched`` keeps finished members as frozen rows)."""
-    unfinished = {c.name for c in configs if not Run.for_config(c, runs_dir).finished}
-    if not batched:
-        return [[c] for c in configs if c.name in unfinished]
-    from .batched import batch_groups
-    groups = [g for g in batch_groups(configs, MAX_GROUP if group_size is None else group_size) if len(g) > 1]
+    unfinished = [c for c in configs if not Run.for_config(c, runs_dir).finished]
+    names = {c.name for c in unfinished}
+    linked = chains(unfinished)
+    chained = {c.name for chain in linked for c in chain}
+    groups = []
+    if batched:
+        from .batched import batch_groups
+        groups = [g for g in batch_groups(configs, MAX_GROUP if group_size is None else group_size)
+                  if len(g) > 1 and any(c.name in names for c in g) and not any(c.name in chained for c in g)]
     grouped = {c.name for g in groups for c in g}
-    return ([g for g in groups if any(c.name in unfinished for c in g)]
-            + [[c] for c in configs if c.name in unfinished and c.name not in grouped])
+    return groups + linked + [[c] for c in unfinished if c.name not in grouped | chained]
+
+
+def chains(configs: list[RunConfig]) -> list[list[RunConfig]]:
+    """The lottery-ticket rounds among ``configs``, one list per dense network they are pruned
+    from: that network first when it is among ``configs``, then its rounds in the given order
+    (``lottery.imp_chains`` lists a round after those it is pruned from). A round needs the runs
+    before it finished, so a chain is trained in order, in one task."""
+    by_name = {c.name: c for c in configs}
+    linked: dict[str, list[RunConfig]] = {}
+    for c in configs:
+        if c.is_ticket:
+            chain = linked.setdefault(c.ticket_parent, [by_name[c.ticket_parent]] if c.ticket_parent in by_name else [])
+            chain.append(c)
+    return list(linked.values())
+
+
+def estimated_work(configs: list[RunConfig], data_root: str | None = None) -> float:
+    """Multiply-adds of the forward passes that training ``configs`` takes (epochs x training
+    images x multiply-adds per image): a rough proxy for training time, used only to order tasks."""
+    import torch
+
+    from .data import load_dataset
+    from .models import build_for
+    from .prune import cost
+    total, splits = 0.0, {}
+    for cfg in configs:
+        key = (cfg.dataset, cfg.n_per_class, cfg.seed)
+        if key not in splits:
+            splits[key] = load_dataset(cfg.dataset, "train", root=data_root, n_per_class=cfg.n_per_class, seed=cfg.seed)
+        train_set = splits[key]
+        with torch.device("meta"):
+            model = build_for(cfg, train_set)
+        total += cfg.epochs * len(train_set) * cost(model, train_set.in_shape)["macs"]
+    return total
 
 
 def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, executor: str = "local",
@@ -219,6 +261,8 @@ def run_sweep(configs: list[RunConfig], *, runs_dir: str | Path | None = None, e
     if executor == "local":
         skipped = [line for item in work for line in task(item)]
     elif executor == "processes":
+        if jobs > 1 and len(work) > jobs:  # the longest first: workers that end together
+            work.sort(key=lambda item: -estimated_work([from_dict(c) for c in item], data_root))
         skipped = run_in_processes(task, work, jobs)
     else:
         import submitit

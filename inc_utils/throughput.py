@@ -32,7 +32,7 @@ def networks(params: dict) -> pd.DataFrame:
         for sweep in params.get("sweeps", {}).values():
             group = from_dict(sweep, SweepConfig).configs()
             batched |= {c.name for c in group if c.arch == "mlp" and len(group) > 1}
-    configs = configs_in(params, tickets=True)
+    configs = configs_in(params)
     return pd.DataFrame({**{field: [getattr(c, field) for c in configs] for field in NETWORK},
                          "batched": [c.name in batched for c in configs]})
 

@@ -49,6 +49,8 @@ experiments = [
 collapse_measure = "rel_trace_w"
 collapse_threshold = 0.2
 device = "auto"
+executor = "local"         # or "processes" (with jobs): train the experiments in parallel worker processes
+jobs = 1                   # worker processes of the "processes" executor, one torch thread each
 data_dir = None
 scale = None               # a name under params/ (smoke, colab, paper, ...): its values replace those above
 download = None            # fetch missing torchvision datasets; None: in Colab only
@@ -66,6 +68,7 @@ from inc_utils import plots
 from inc_utils import session
 from inc_utils.config import from_dict
 from inc_utils.measure import measure_run, shapes_and_sizes
+from inc_utils.sweep import run_sweep
 from inc_utils.train import train
 
 globals().update(session.setup("01_intermediate_nc", globals()))  # scale, folders, threads, device, data
@@ -76,8 +79,12 @@ configs = [from_dict(e) for e in experiments]
 #
 # Runs are cached by the hash of their config: if a run already finished in `runs/` (or
 # `$INC_RUNS_DIR`) nothing is trained, and measurements already in its `metrics.csv` are reused.
+# With `executor="processes"` the unfinished experiments train in `jobs` worker processes (the
+# one with the most work first), each exactly as `train` would here; then each is measured.
 
 # %%
+if executor != "local":
+    run_sweep(configs, executor=executor, jobs=jobs, batched=False, device=device, data_root=data_dir)
 results = {}
 for cfg in configs:
     run = train(cfg, device=device, data_root=data_dir)

@@ -64,6 +64,8 @@ rewind_epoch = 10          # survivors start from the dense network's weights at
 collapse_measure = "rel_trace_w"
 collapse_threshold = 0.2
 device = "auto"
+executor = "local"         # or "processes" (with jobs): train the seeds' chains in parallel worker processes
+jobs = 1                   # worker processes of the "processes" executor, one torch thread each
 data_dir = None
 scale = None               # a name under params/ (smoke, cpu, paper, ...): its values replace those above
 download = None            # fetch missing torchvision datasets; None: in Colab only
@@ -88,6 +90,7 @@ from inc_utils.lottery import imp_chains
 from inc_utils.measure import load_model, measure_run
 from inc_utils.metrics import collapse_layer
 from inc_utils.models import num_layers
+from inc_utils.sweep import run_sweep
 from inc_utils.train import train
 
 globals().update(session.setup("06_lottery_tickets", globals()))  # scale, folders, threads, device, data
@@ -97,11 +100,12 @@ layers = num_layers(cfg.arch, cfg.depth)
 started = time.perf_counter()
 
 # %% [markdown]
-# ## The dense networks and their layer of collapse
+# ## The layer of collapse, and every network this chapter trains
 #
-# Seed 0 is chapter 1's first network (a cache hit if chapter 1 ran); other seeds are the same
-# configuration with another seed. The layer of collapse is chapter 1's rule at the last epoch;
-# seed 0's is the layer every cut below is made at.
+# The first seed's dense network is chapter 1's first network (a cache hit if chapter 1 ran);
+# other seeds are the same configuration with another seed. The layer of collapse is chapter 1's
+# rule at the last epoch; the first seed's is the layer every cut below is made at, and the depth
+# of the networks trained from scratch at the end.
 
 # %%
 def final_metrics(run):
@@ -113,10 +117,40 @@ def last_layer_trace(metrics):
     return float(rows.loc[rows["layer"].idxmax(), "value"])
 
 
+tic = time.perf_counter()
+first = train(cfg.replace(seed=seeds[0]), device=device, data_root=data_dir)
+collapse = collapse_layer(final_metrics(first), collapse_measure, collapse_threshold)
+
+# %% [markdown]
+# Every round of iterative magnitude pruning is a run in the run store (cached by its config,
+# which names the dense run, the round, the rates, the rewind epoch and whether the mask is the
+# random control; resumable after a kill). Round 0 keeps every weight: it is the dense network
+# retrained on the rounds' schedule, the reference a ticket's accuracy is compared with. Round *r*
+# prunes round *r − 1*'s trained weights (round 1 prunes the dense network's). The networks only
+# as deep as the layer of collapse are trained here too. With `executor="processes"` each seed's
+# chain (its dense network, then its rounds in order) is one task of `jobs` worker processes, the
+# shallow networks another, the task with the most work first; each run trains exactly as
+# `train` would in this process.
+
+# %%
+chains = imp_chains(cfg, seeds, rounds, rate=rate, output_rate=output_rate, rewind=rewind_epoch,
+                    epochs=round_epochs)
+shallow_cfgs = [cfg.replace(seed=s, depth=collapse) for s in seeds] if collapse else []
+if executor != "local":
+    run_sweep([*(cfg.replace(seed=s) for s in seeds), *chains.values(), *shallow_cfgs], executor=executor,
+              jobs=jobs, batched=True, device=device, data_root=data_dir)
 parents = {s: train(cfg.replace(seed=s), device=device, data_root=data_dir) for s in seeds}
+runs = {key: train(round_cfg, device=device, data_root=data_dir) for key, round_cfg in chains.items()}
+trained = (train_batched(shallow_cfgs, device=device, data_root=data_dir) if len(shallow_cfgs) > 1 else
+           [train(c, device=device, data_root=data_dir) for c in shallow_cfgs])
+shallow = {c.seed: run for c, run in zip(shallow_cfgs, trained)}
+train_seconds = time.perf_counter() - tic
+
+# %%
+tic = time.perf_counter()
 dense_metrics = {s: final_metrics(run) for s, run in parents.items()}
 dense_collapse = {s: collapse_layer(m, collapse_measure, collapse_threshold) for s, m in dense_metrics.items()}
-collapse = dense_collapse[seeds[0]]
+measure_seconds = time.perf_counter() - tic
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -125,18 +159,10 @@ print(f"{label}: layers 0..{layers - 1}; layer of collapse per seed: {dense_coll
 # %% [markdown]
 # ## Rounds of iterative magnitude pruning
 #
-# Every round is a run in the run store (cached by its config, which names the dense run, the
-# round, the rates, the rewind epoch and whether the mask is the random control; resumable after
-# a kill). Round 0 keeps every weight: it is the dense network retrained on the rounds' schedule,
-# the reference a ticket's accuracy is compared with. Round *r* prunes round *r − 1*'s trained
-# weights (round 1 prunes the dense network's).
+# Each round's mask, read back from its run folder: the share of every weight layer's weights it
+# keeps.
 
 # %%
-tic = time.perf_counter()
-chains = imp_chains(cfg, seeds, rounds, rate=rate, output_rate=output_rate, rewind=rewind_epoch,
-                    epochs=round_epochs)
-runs = {key: train(round_cfg, device=device, data_root=data_dir) for key, round_cfg in chains.items()}
-rounds_seconds = time.perf_counter() - tic
 density = T.density_table(runs)
 tickets = density[density["family"] == "ticket"]
 
@@ -170,7 +196,7 @@ collapse_rows = [(s, "dense", -1, dense_collapse[s], last_layer_trace(dense_metr
 collapse_rows += [(s, "ticket", r, collapse_layer(m, collapse_measure, collapse_threshold), last_layer_trace(m))
                   for (s, r, _), m in ticket_metrics.items()]
 collapses = pd.DataFrame(collapse_rows, columns=["seed", "family", "round", "collapse_layer", "last_rel_trace"])
-measure_seconds = time.perf_counter() - tic
+measure_seconds += time.perf_counter() - tic
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -196,16 +222,6 @@ plt.show()
 # scratch with the dense network's configuration. Multiply-adds count nonzero weights only.
 
 # %%
-tic = time.perf_counter()
-shallow = {}
-if collapse:
-    shallow_cfgs = [cfg.replace(seed=s, depth=collapse) for s in seeds]
-    trained = (train_batched(shallow_cfgs, device=device, data_root=data_dir) if len(seeds) > 1 else
-               [train(shallow_cfgs[0], device=device, data_root=data_dir)])
-    shallow = dict(zip(seeds, trained))
-shallow_seconds = time.perf_counter() - tic
-
-
 def network_row(seed, family, rnd, run):
     model = load_model(run, run.config.epochs, device, train_set)
     acc = float(run.read_log()["test_acc"].iloc[-1])
@@ -254,13 +270,14 @@ plt.show()
 # %% [markdown]
 # ## Time
 #
-# Wall time of this chapter's work in this session (cached runs take no time): the rounds, the
-# measurements of the tickets, and the shallow networks. Timings depend on the machine and its
+# Wall time of this chapter's work in this session (cached runs take no time): training every
+# network, and measuring the dense networks and the tickets. Timings depend on the machine and its
 # load; the counts above do not.
 
 # %%
-print(f"rounds {rounds_seconds:.0f} s, measuring tickets {measure_seconds:.0f} s, shallow networks "
-      f"{shallow_seconds:.0f} s; chapter {time.perf_counter() - started:.0f} s in all")
+print(f"training (the first dense network, then the other seeds' dense networks, the rounds and the shallow "
+      f"networks with executor {executor!r}, {jobs} job(s)) {train_seconds:.0f} s, measuring the dense "
+      f"networks and the tickets {measure_seconds:.0f} s; chapter {time.perf_counter() - started:.0f} s in all")
 
 # %% [markdown]
 # ## What this run shows: the claims table

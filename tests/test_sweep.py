@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from inc_utils.__main__ import main
-from inc_utils.config import ConfigError
+from inc_utils.config import ConfigError, RunConfig
 from inc_utils.runs import Run
 from inc_utils.sweep import SweepConfig, load_sweep, plan, run_sweep
 
@@ -123,3 +123,30 @@ def test_cli_sweep_is_batched_by_default(tmp_path, monkeypatch, capsys):
         assert main(["sweep", str(path), *flags, "--runs-dir", str(tmp_path / folder)]) == 0
         assert capsys.readouterr().out.rstrip().endswith("done    2")
     assert groups == [2]                        # only the default call trained a batched group
+
+
+def test_ticket_rounds_run_as_one_chain_per_dense_network_in_order(tmp_path):
+    from inc_utils.lottery import imp_chains
+    from inc_utils.sweep import chains, tasks_for
+    dense = RunConfig(**{**BASE, "epochs": 4, "checkpoints": [2], "lr_milestones": [2]})
+    rounds = imp_chains(dense, [0, 1], 2, rate=0.5, output_rate=0.2, rewind=2, epochs=2)
+    others = SweepConfig(base=BASE, grid={"lr": [0.01, 0.1]}).configs()    # two MLPs: one batched group
+    configs = [dense, dense.replace(seed=1), *rounds.values(), *others]
+    tasks = tasks_for(configs, tmp_path, batched=True)
+    assert tasks == [others, [dense, *[c for (s, _, _), c in rounds.items() if s == 0]],
+                     [dense.replace(seed=1), *[c for (s, _, _), c in rounds.items() if s == 1]]]
+    assert chains(others) == []
+    run_sweep([dense, *[c for (s, _, _), c in rounds.items() if s == 0]], runs_dir=tmp_path)   # one task, in order
+    assert all(Run.for_config(c, tmp_path).finished for (s, _, _), c in rounds.items() if s == 0)
+    assert tasks_for(configs, tmp_path, batched=True) == tasks[:1] + tasks[2:]      # the finished chain is gone
+    assert tasks_for(rounds.values(), tmp_path, batched=False) == [[c for (s, _, _), c in rounds.items() if s == 1]]
+
+
+def test_the_work_estimate_orders_tasks_by_training_cost():
+    from inc_utils.sweep import estimated_work
+    mlp = RunConfig(**BASE)
+    assert estimated_work([mlp.replace(epochs=6)]) == pytest.approx(2 * estimated_work([mlp]))
+    assert estimated_work([mlp.replace(n_per_class=40)]) == pytest.approx(2 * estimated_work([mlp]))
+    assert estimated_work([mlp, mlp]) == pytest.approx(2 * estimated_work([mlp]))
+    assert estimated_work([mlp.replace(width=64)]) > 4 * estimated_work([mlp])
+    assert estimated_work([mlp.replace(arch="convnet", width=16)]) > estimated_work([mlp])
