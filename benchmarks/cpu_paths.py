@@ -14,13 +14,16 @@ numbers (accuracies, layers of collapse, final-epoch NC measures per layer) as J
 which the code paths' variation should be small.
 
 ``compare`` prints, against the first file, the largest absolute difference of accuracies, the
-layers of collapse that differ, and the largest relative difference of each NC measure over the
-layers where the measure is above ``--floor`` (tiny values carry no result and are not checked).
+layers of collapse that differ, and for each NC measure the largest relative difference of one
+layer and the largest shift of a run's whole list (geometric mean of the per-layer ratios), over
+the layers where the measure is above ``--floor`` times the list's largest (tiny values carry no
+result and are not checked).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -71,20 +74,25 @@ def compare(files: list[Path], floor: float) -> None:
     base, *others = [json.loads(f.read_text()) for f in files]
     for name, other in zip(files[1:], others):
         print(f"== {files[0].name} vs {name.name} ({other['capability']}, {other['threads']} thread(s))")
-        acc, layers, rel = 0.0, [], {}
+        acc, layers, rel, shift = 0.0, [], {}, {}
         for run, a in base["runs"].items():
             b = other["runs"][run]
             acc = max(acc, abs(a["test_acc"] - b["test_acc"]), abs(a["train_acc"] - b["train_acc"]))
             layers += [f"{run} {m}: {a['collapse'][m]} vs {b['collapse'][m]}"
                        for m in a["collapse"] if a["collapse"][m] != b["collapse"][m]]
             for m, values in a["measures"].items():
-                for x, y in zip(values, b["measures"][m]):
-                    if abs(x) > floor:
-                        rel[m] = max(rel.get(m, 0.0), abs(y - x) / abs(x))
+                top = max(abs(x) for x in values)
+                ratios = [y / x for x, y in zip(values, b["measures"][m]) if abs(x) > floor * top and x * y > 0]
+                if ratios:
+                    rel[m] = max(rel.get(m, 0.0), *(abs(r - 1) for r in ratios))
+                    mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) - 1
+                    shift[m] = max(shift.get(m, 0.0), abs(mean), key=abs)
         print(f"largest accuracy difference: {acc:.4f}")
         print("layers of collapse that differ:", "; ".join(layers) or "none")
-        print("largest relative difference per measure (values above the floor):",
+        print("largest relative difference per measure and layer (values above the floor):",
               ", ".join(f"{m} {v:.3f}" for m, v in rel.items()))
+        print("largest shift of a run's whole list (geometric mean of the ratios - 1):",
+              ", ".join(f"{m} {v:.3f}" for m, v in shift.items()))
 
 
 def main() -> None:

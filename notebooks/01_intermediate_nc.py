@@ -252,11 +252,9 @@ experiments_by_label = {label: {"dataset": cfg.dataset, "arch": cfg.arch, "depth
 rows.append(K.across_experiments(experiments_by_label, measure=collapse_measure, threshold=collapse_threshold))
 claims = pd.concat(rows, ignore_index=True)
 K.save(claims, "01_intermediate_nc", out_dir / "claims")
+# checked by the tests: a verdict may differ on another CPU only where the effect is near its margin
+keynumbers.record_verdicts(out_dir, "01_intermediate_nc", claims)
 Markdown(K.to_markdown(claims))
-
-# %%
-# NBVAL_CHECK_OUTPUT
-print(claims[["claim", "holds"]].to_string(index=False))
 
 # %% [markdown]
 # ## Export
