@@ -284,6 +284,7 @@ class SweepWorkerDied(RuntimeError):
 
 def run_in_processes(task: TrainTask, work: list[list[dict]], jobs: int) -> list[str]:
     """Run ``task`` over ``work`` in ``jobs`` spawned worker processes; returns the skipped lines.
+    A progress bar counts the tasks done (the workers train without one).
 
     Workers die with this process (``stopping.worker_init``). On Ctrl-C, SIGTERM or a worker
     that died, the queued tasks are dropped, the running ones stopped (SIGTERM: they mark their
@@ -292,6 +293,8 @@ def run_in_processes(task: TrainTask, work: list[list[dict]], jobs: int) -> list
     import gc
     from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
+
+    from tqdm.auto import tqdm
 
     from .stopping import run_in_worker, worker_init
     if jobs < 1:
@@ -302,7 +305,9 @@ def run_in_processes(task: TrainTask, work: list[list[dict]], jobs: int) -> list
                                initializer=worker_init, initargs=(os.getpid(),))
     try:
         futures = [pool.submit(run_in_worker, task, item) for item in work]
-        return [line for future in as_completed(futures) for line in future.result()]
+        done = tqdm(as_completed(futures), total=len(futures), desc=f"tasks in {jobs} processes",
+                    disable=not settings.progress_enabled())
+        return [line for future in done for line in future.result()]
     except BaseException as err:
         stop_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)
