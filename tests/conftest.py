@@ -17,7 +17,7 @@ os.environ["INC_BUILD_DIR"] = os.path.join(_session, "build")       # claims and
 os.environ["INC_PROGRESS"] = "0"
 # One torch thread (the package default) in this process, its subprocesses and the notebook kernels,
 # unless INC_THREADS says otherwise: bitwise comparisons between processes need the same thread count
-# in each; the notebook checks hold at 1 thread on every code path measured, not yet at 2
+# in each. The notebook checks hold at 1 and 2 threads on every code path measured
 # (tests/notebooks/README.md).
 os.environ["OMP_NUM_THREADS"] = os.environ["INC_THREADS"] = os.environ.get("INC_THREADS", "1")
 os.environ["MPLBACKEND"] = "Agg"
