@@ -41,7 +41,9 @@ class Tolerance:
     """Two numbers agree when ``|a - b| <= absolute + relative * |a|``. In a list (one value per
     layer), values whose magnitude is below ``floor`` times the list's largest, in both lists, are
     not compared: a measure that fell by three orders of magnitude over the layers is rounding
-    noise there, not a result."""
+    noise there, not a result. With ``shift``, a list agrees only if also its compared values
+    moved together by at most ``shift`` (geometric mean of the ratios): noise moves single layers
+    either way, a real change of a measure moves the whole list."""
 
     relative: float = 0.0
     absolute: float = 0.0
