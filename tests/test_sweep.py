@@ -150,3 +150,18 @@ def test_the_work_estimate_orders_tasks_by_training_cost():
     assert estimated_work([mlp, mlp]) == pytest.approx(2 * estimated_work([mlp]))
     assert estimated_work([mlp.replace(width=64)]) > 4 * estimated_work([mlp])
     assert estimated_work([mlp.replace(arch="convnet", width=16)]) > estimated_work([mlp])
+
+
+@pytest.mark.slow
+def test_ticket_chains_train_in_worker_processes(tmp_path):
+    import torch
+
+    from inc_utils.lottery import imp_chains, load_masks
+    dense = RunConfig(**{**BASE, "epochs": 4, "checkpoints": [2], "lr_milestones": [2]})
+    rounds = imp_chains(dense, [0, 1], 2, rate=0.5, output_rate=0.2, rewind=2, epochs=2)
+    configs = [dense, dense.replace(seed=1), *rounds.values()]
+    table = run_sweep(configs, runs_dir=tmp_path, executor="processes", jobs=2)
+    assert table.status.tolist() == ["done"] * len(configs)
+    for seed in (0, 1):                  # each chain pruned round 2 from its own round 1's survivors
+        first, second = (load_masks(Run.for_config(rounds[seed, r, "ticket"], tmp_path)) for r in (1, 2))
+        assert all(torch.all(b <= a) for a, b in zip(first, second)) and sum(map(torch.sum, second)) < sum(map(torch.sum, first))
