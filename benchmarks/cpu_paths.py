@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from inc_utils import settings
+from inc_utils.keynumbers import list_shift
 from inc_utils.measure import measure_run
 from inc_utils.metrics import COLLAPSE_MEASURE, MEASURES, collapse_layer
 from inc_utils.session import scale_parameters
@@ -85,8 +85,7 @@ def compare(files: list[Path], floor: float) -> None:
                 ratios = [y / x for x, y in zip(values, b["measures"][m]) if abs(x) > floor * top and x * y > 0]
                 if ratios:
                     rel[m] = max(rel.get(m, 0.0), *(abs(r - 1) for r in ratios))
-                    mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) - 1
-                    shift[m] = max(shift.get(m, 0.0), abs(mean), key=abs)
+                    shift[m] = max(shift.get(m, 0.0), abs(list_shift(values, b["measures"][m], floor)))
         print(f"largest accuracy difference: {acc:.4f}")
         print("layers of collapse that differ:", "; ".join(layers) or "none")
         print("largest relative difference per measure and layer (values above the floor):",

@@ -143,11 +143,17 @@ def _lists_agree(tolerance: Tolerance, want: list[Number], got: list[Number]) ->
     scale = _largest(want)
     if not all(tolerance.agree(a, b, scale) for a, b in zip(want, got)):
         return False
-    if tolerance.shift is None:
-        return True
+    return tolerance.shift is None or abs(list_shift(want, got, tolerance.floor)) <= tolerance.shift
+
+
+def list_shift(want: list[Number], got: list[Number], floor: float = 0.0) -> float:
+    """How far ``got`` moved from ``want`` as a whole: the geometric mean of the ratios got/want,
+    minus 1, over the pairs that are nonzero, of one sign, and not both below ``floor`` times
+    ``want``'s largest magnitude; 0.0 when there are none."""
+    scale = _largest(want)
     logs = [math.log(b / a) for a, b in zip(want, got)
-            if a is not None and b is not None and a * b > 0 and max(abs(a), abs(b)) >= tolerance.floor * scale]
-    return not logs or abs(math.exp(sum(logs) / len(logs)) - 1) <= tolerance.shift
+            if a is not None and b is not None and a * b > 0 and max(abs(a), abs(b)) >= floor * scale]
+    return math.exp(sum(logs) / len(logs)) - 1 if logs else 0.0
 
 
 def _largest(values: list[Number]) -> float:
